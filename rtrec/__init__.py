@@ -1,0 +1,1 @@
+"""rtrec: real-time e-commerce recommendations."""

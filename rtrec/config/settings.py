@@ -1,0 +1,126 @@
+"""Typed settings. Every section rejects unknown keys, so a typo fails at load time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics(Section):
+    events: str
+    dlq: str
+    late_events: str
+    user_features: str
+    item_features: str
+    item_neighbours: str
+    cf_scores: str
+    recommendations: str
+    model_control: str
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str
+    partitions: int = Field(ge=1)
+    topics: Topics
+
+
+class MlflowSettings(Section):
+    tracking_uri: str
+    model_name: str
+
+
+class RedisSettings(Section):
+    url: str
+
+
+class FlinkSettings(Section):
+    parallelism: int = Field(ge=1)
+    checkpoint_interval_ms: int = Field(ge=100)
+    checkpoint_dir: str  # a path or URI (s3://, hdfs://): Flink resolves it
+    jars_dir: Path
+    watermark_delay_ms: int = Field(ge=0)
+    consumer_group: str
+
+
+class SparkSettings(Section):
+    app_name: str
+    shuffle_partitions: int = Field(ge=1)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class LakeSettings(Section):
+    # Paths or URIs (s3a://, abfss://): Spark resolves them, so they stay strings.
+    root: str
+    checkpoint_root: str
+    trigger_interval_s: int = Field(ge=1)
+
+    def table_path(self, layer: str, table: str) -> str:
+        """Where `<layer>.<table>` lives, e.g. ``table_path("bronze", "events")``."""
+        return f"{self.root.rstrip('/')}/{layer}/{table}"
+
+    def checkpoint_path(self, job: str) -> str:
+        return f"{self.checkpoint_root.rstrip('/')}/{job}"
+
+
+class ProducerSettings(Section):
+    batch_size: int = Field(ge=1)
+    linger_ms: int = Field(ge=0)
+    progress_every: int = Field(ge=1)
+
+
+class SimulatorSettings(Section):
+    seed: int
+    users: int = Field(ge=1)
+    items: int = Field(ge=2)
+    categories: int = Field(ge=1)
+    events: int = Field(ge=0)
+    start_ts_ms: int = Field(ge=0)
+    malformed_share: float = Field(ge=0.0, le=1.0)
+    duplicate_share: float = Field(ge=0.0, le=1.0)
+
+
+class PrivacySettings(Section):
+    pseudonymise: bool
+    key_env: str
+
+
+class KafkaServiceSettings(Section):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    controller_port: int = Field(ge=1, le=65535)
+    heap: str
+
+
+class EndpointSettings(Section):
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class LocalServicesSettings(Section):
+    """The services `rtrec local up` starts on this machine (absent on clusters)."""
+
+    run_dir: Path
+    startup_timeout_s: float = Field(gt=0)
+    kafka: KafkaServiceSettings
+    mlflow: EndpointSettings
+    redis: EndpointSettings
+
+
+class Settings(Section):
+    env: str
+    root: Path
+    kafka: KafkaSettings
+    mlflow: MlflowSettings
+    redis: RedisSettings
+    flink: FlinkSettings
+    spark: SparkSettings
+    lake: LakeSettings
+    producer: ProducerSettings
+    simulator: SimulatorSettings
+    privacy: PrivacySettings
+    local_services: LocalServicesSettings | None = None
