@@ -13,4 +13,4 @@ compile() {  # name extras...
 }
 compile flink flink dev
 compile spark spark dev
-compile app serve kafka dev
+compile app serve kafka lake dev

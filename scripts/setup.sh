@@ -62,6 +62,7 @@ build_env() {  # name
   fi
   # The project itself, editable, so jobs and Flink/Spark Python workers import this checkout.
   VIRTUAL_ENV=$env "$uv" pip install -q --no-deps --python "$env/bin/python" -e "$root"
+  if [ "$name" = spark ]; then "$env/bin/python" -m rtrec.batch.runtime .jars/spark >/dev/null; fi
   mkdir -p .venvs
   ln -sfn "$env" ".venvs/$name"
 }

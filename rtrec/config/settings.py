@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,6 +59,8 @@ class LakeSettings(Section):
     root: str
     checkpoint_root: str
     trigger_interval_s: int = Field(ge=1)
+    # continuous: micro-batches every trigger_interval_s, forever; available_now: catch up, stop.
+    ingest_trigger: Literal["continuous", "available_now"]
 
     def table_path(self, layer: str, table: str) -> str:
         """Where `<layer>.<table>` lives, e.g. ``table_path("bronze", "events")``."""

@@ -68,6 +68,19 @@ def validate(payload: bytes | str | None, schema: RecordSchema = EVENT_SCHEMA) -
     return Validation(record, None)
 
 
+PARSE_ERROR = "parse_error"
+# The flat row form engines use: the rejection reason (null when valid), then the event's fields.
+PARSED_COLUMNS: tuple[str, ...] = (PARSE_ERROR, *EVENT_SCHEMA.names)
+
+
+def parsed_row(payload: bytes | str | None) -> tuple[Any, ...]:
+    """``(None, *fields)`` for a valid event payload, ``(reason, None, ...)`` otherwise."""
+    result = validate(payload)
+    if result.record is None:
+        return (result.error, *([None] * len(EVENT_SCHEMA.fields)))
+    return (None, *(result.record[name] for name in EVENT_SCHEMA.names))
+
+
 def check_value(f: Field, value: Any) -> str | None:
     """The reason ``value`` is not acceptable for ``f``, or None."""
     if value is None:

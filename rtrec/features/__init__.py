@@ -1,0 +1,1 @@
+"""Feature definitions shared by the streaming jobs and their batch twins."""

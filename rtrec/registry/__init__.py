@@ -1,0 +1,1 @@
+"""MLflow: logging runs, registering versions, moving aliases, loading by alias."""
