@@ -1,4 +1,7 @@
-"""Per-user behaviour features from `rtrec.events` (Flink). Usage: behaviour_features.py --env local"""
+"""Per-user behaviour features from `rtrec.events` (Flink).
+
+Usage: python jobs/flink/behaviour_features.py --env local
+"""
 
 import sys
 

@@ -53,7 +53,9 @@ def write_spark_defaults(resolved: Path) -> Path:
     # checkout's .venvs symlink, so every clone reusing the environment gets a valid path.
     python = str(Path(sys.prefix).resolve() / "bin" / "python")
     lines = [f"{k} {v}" for k, v in spark_defaults(resolved.resolve(), spark_home, python).items()]
-    conf.write_text("# written by rtrec `make setup` (rtrec.batch.runtime)\n" + "\n".join(lines) + "\n")
+    conf.write_text(
+        "# written by rtrec `make setup` (rtrec.batch.runtime)\n" + "\n".join(lines) + "\n"
+    )
     return conf
 
 

@@ -27,6 +27,7 @@ class Topics(Section):
 class KafkaSettings(Section):
     bootstrap_servers: str
     partitions: int = Field(ge=1)
+    retention_ms: int = Field(ge=-1)  # -1: keep forever
     topics: Topics
 
 

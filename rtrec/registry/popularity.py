@@ -22,7 +22,7 @@ def most_popular(events: Iterable[Mapping[str, Any]], limit: int = 100) -> list[
 def popularity_python_model(ranking: list[str]) -> Any:
     """An ``mlflow.pyfunc.PythonModel`` answering a frame with column ``k`` with the top-k items."""
     import pandas as pd
-    from mlflow.pyfunc import PythonModel
+    from mlflow.pyfunc.model import PythonModel
 
     class PopularityModel(PythonModel):  # type: ignore[misc]
         def __init__(self, ranking: list[str]) -> None:

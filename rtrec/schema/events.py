@@ -40,7 +40,9 @@ EVENT_SCHEMA = RecordSchema(
     version=1,
     fields=(
         Field(EVENT_ID, Kind.STRING, False, "unique id; the deduplication key"),
-        Field(USER_ID, Kind.STRING, False, "user id, pseudonymised at ingestion when privacy is on"),
+        Field(
+            USER_ID, Kind.STRING, False, "user id, pseudonymised at ingestion when privacy is on"
+        ),
         Field(SESSION_ID, Kind.STRING, False, "session id (derived by the adapter when absent)"),
         Field(ITEM_ID, Kind.STRING, False, "item id"),
         Field(EVENT_TYPE, Kind.STRING, False, "what the user did", choices=EVENT_TYPES),

@@ -11,7 +11,12 @@ from typing import Any
 from rtrec.schema.events import EVENT_SCHEMA, EVENT_TS
 from rtrec.schema.fields import Kind, RecordSchema
 
-FLINK_SQL_TYPES = {Kind.STRING: "STRING", Kind.LONG: "BIGINT", Kind.INT: "INT", Kind.DOUBLE: "DOUBLE"}
+FLINK_SQL_TYPES = {
+    Kind.STRING: "STRING",
+    Kind.LONG: "BIGINT",
+    Kind.INT: "INT",
+    Kind.DOUBLE: "DOUBLE",
+}
 # The rowtime column every event table derives from event_ts.
 EVENT_TIME = "event_time"
 
@@ -25,14 +30,18 @@ def flink_columns(schema: RecordSchema = EVENT_SCHEMA) -> list[str]:
 
 
 def event_table_ddl(
-    table: str, options: Mapping[str, str], watermark_delay_ms: int, extra_columns: tuple[str, ...] = ()
+    table: str,
+    options: Mapping[str, str],
+    watermark_delay_ms: int,
+    extra_columns: tuple[str, ...] = (),
 ) -> str:
     """CREATE TABLE for events with ``event_time`` as rowtime and a bounded-delay watermark."""
+    delay = f"INTERVAL '{watermark_delay_ms / 1000:.3f}' SECOND"
     columns = [
         *flink_columns(EVENT_SCHEMA),
         *extra_columns,
         f"`{EVENT_TIME}` AS TO_TIMESTAMP_LTZ(`{EVENT_TS}`, 3)",
-        f"WATERMARK FOR `{EVENT_TIME}` AS `{EVENT_TIME}` - INTERVAL '{watermark_delay_ms / 1000:.3f}' SECOND",
+        f"WATERMARK FOR `{EVENT_TIME}` AS `{EVENT_TIME}` - {delay}",
     ]
     return create_table_ddl(table, columns, options)
 

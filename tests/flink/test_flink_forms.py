@@ -34,7 +34,9 @@ def test_event_table_ddl_resolves_to_the_definition(t_env: Any, tmp_path: Path) 
     described = [(row[0], row[1], row[2]) for row in rows]  # name, type, nullable
     watermarks = [row[5] for row in rows if row[5]]
     physical = len(EVENT_SCHEMA.fields)
-    assert described[:physical] == [(f.name, FLINK_TYPES[f.kind], f.nullable) for f in EVENT_SCHEMA.fields]
+    assert described[:physical] == [
+        (f.name, FLINK_TYPES[f.kind], f.nullable) for f in EVENT_SCHEMA.fields
+    ]
     assert described[physical:] == [(EVENT_TIME, "TIMESTAMP_LTZ(3) *ROWTIME*", True)]
     assert watermarks == [f"`{EVENT_TIME}` - INTERVAL '3.000' SECOND"]
 

@@ -49,7 +49,9 @@ def test_to_bronze_keeps_every_record_and_parses_the_valid_ones(spark: Any, lake
         (encode(event), 1, 11, kafka_time),  # a re-send: bronze keeps it
         (b"{oops", 0, 12, kafka_time),
     ]
-    kafka = spark.createDataFrame(rows, "value binary, partition int, offset long, timestamp timestamp")
+    kafka = spark.createDataFrame(
+        rows, "value binary, partition int, offset long, timestamp timestamp"
+    )
     path = str(lake_dir / "bronze")
     to_bronze(kafka).write.format("delta").partitionBy(EVENT_DATE).save(path)
 

@@ -12,7 +12,13 @@ pytestmark = pytest.mark.unit
 
 
 def event(event_id: str, user: str, kind: str, ts: int, item: str = "i") -> dict[str, object]:
-    return {"event_id": event_id, "user_id": user, "event_type": kind, "event_ts": ts, "item_id": item}
+    return {
+        "event_id": event_id,
+        "user_id": user,
+        "event_type": kind,
+        "event_ts": ts,
+        "item_id": item,
+    }
 
 
 def test_user_counts_count_each_event_id_once() -> None:
@@ -28,7 +34,12 @@ def test_user_counts_count_each_event_id_once() -> None:
     assert counts["u1"][count_column("purchase")] == 1
     assert counts["u1"][count_column("click")] == 0
     assert counts["u1"][LAST_EVENT_TS] == 30
-    assert counts["u2"] == {**{k: 0 for k in counts["u2"]}, TOTAL: 1, "click_count": 1, LAST_EVENT_TS: 20}
+    assert counts["u2"] == {
+        **{k: 0 for k in counts["u2"]},
+        TOTAL: 1,
+        "click_count": 1,
+        LAST_EVENT_TS: 20,
+    }
 
 
 def test_most_popular_orders_by_count_then_id() -> None:
@@ -48,7 +59,11 @@ def test_extra_jars_leave_out_what_spark_already_ships(tmp_path: Path) -> None:
     resolved, bundled = tmp_path / "resolved", tmp_path / "spark"
     resolved.mkdir()
     bundled.mkdir()
-    for name in ("jackson-core-2.13.5.jar", "delta-spark_4.2_2.13-4.4.0.jar", "kafka-clients-3.9.2.jar"):
+    for name in (
+        "jackson-core-2.13.5.jar",
+        "delta-spark_4.2_2.13-4.4.0.jar",
+        "kafka-clients-3.9.2.jar",
+    ):
         (resolved / name).touch()
     (bundled / "jackson-core-2.21.2.jar").touch()
     assert [j.name for j in extra_jars(resolved, bundled)] == [

@@ -26,7 +26,9 @@ def lock(name: str) -> dict[str, str]:
 def jars(group: str) -> dict[str, str]:
     pom = ET.parse(ROOT / "jvm" / group / "pom.xml")
     return {
-        dep.findtext("m:artifactId", namespaces=POM_NS): dep.findtext("m:version", namespaces=POM_NS)
+        dep.findtext("m:artifactId", namespaces=POM_NS): dep.findtext(
+            "m:version", namespaces=POM_NS
+        )
         for dep in pom.iterfind(".//m:dependency", POM_NS)
     }
 

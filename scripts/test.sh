@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# All test tiers, each in the runtime environment it needs (see README "Environments").
+# pytest exits 5 when a selection collects nothing; `set -e` makes that a failure, never a pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SPARK_LOCAL_IP=127.0.0.1 PYTHONDONTWRITEBYTECODE=1
+app=.venvs/app/bin
+start=$(date +%s)
+declare -a timings=()
+
+tier() {  # name command...
+  local name=$1 t0=$SECONDS; shift
+  printf '\n=== %s\n' "$name"
+  "$@"
+  timings+=("$(printf '%-22s %4ds' "$name" $((SECONDS - t0)))")
+}
+
+tier "lint (ruff)" bash -c "$app/ruff check . && $app/ruff format --check ."
+tier "types (mypy)" "$app/mypy"
+tier "unit" "$app/pytest" -m unit tests/unit
+tier "component: flink" .venvs/flink/bin/pytest -p no:cacheprovider -m "component and flink" tests/flink
+tier "component: spark" .venvs/spark/bin/pytest -p no:cacheprovider -m "component and spark" tests/spark
+tier "integration" "$app/pytest" -m integration tests/integration
+
+printf '\n=== summary\n'
+printf '%s\n' "${timings[@]}"
+printf 'all tiers passed in %ds\n' $(( $(date +%s) - start ))

@@ -1,0 +1,98 @@
+"""The real local services (Kafka, MLflow, Redis) for integration tests, once per session.
+
+Every port is a free one and every path (service data, lake, checkpoints) is under the
+session's temporary directory, so a test session never touches a developer's `rtrec local`
+stack or another session's.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtrec.config import Settings, load_settings
+from rtrec.local import State, down, status, up
+from rtrec.local.process import group_members, pid_alive
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Settings of the running local services, and the ``--set`` values that produce them."""
+
+    settings: Settings
+    overrides: list[str]
+
+    def set_args(self) -> list[str]:
+        """The overrides as ``--set key=value`` arguments for a CLI or job subprocess."""
+        return [arg for override in self.overrides for arg in ("--set", override)]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that are free right now."""
+    held = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def stack_overrides(base: Path) -> list[str]:
+    """``--set`` values for a stack on free ports with everything under ``base``."""
+    kafka, controller, mlflow, redis = free_ports(4)
+    return [
+        f"local_services.run_dir={base / 'services'}",
+        f"local_services.kafka.port={kafka}",
+        f"local_services.kafka.controller_port={controller}",
+        f"local_services.mlflow.port={mlflow}",
+        f"local_services.redis.port={redis}",
+        f"kafka.bootstrap_servers=127.0.0.1:{kafka}",
+        f"mlflow.tracking_uri=http://127.0.0.1:{mlflow}",
+        f"redis.url=redis://127.0.0.1:{redis}/0",
+        f"lake.root={base / 'lake'}",
+        f"lake.checkpoint_root={base / 'checkpoints' / 'spark'}",
+        f"flink.checkpoint_dir={base / 'checkpoints' / 'flink'}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Kafka (topics created), MLflow and Redis, up for the session; down and verified after."""
+    overrides = stack_overrides(tmp_path_factory.mktemp("stack"))
+    settings = load_settings("local", overrides)
+    pids: list[int] = []
+    try:
+        pids = [s.pid for s in up(settings, report=print) if s.pid is not None]
+        yield Stack(settings, overrides)
+    finally:
+        down(settings, report=print)
+        assert [s.state for s in status(settings)] == [State.STOPPED] * 3
+        # Each service leads its own process group; nothing of it may outlive `down`.
+        left = {pid: group_members(pid) for pid in pids if pid_alive(pid) or group_members(pid)}
+        assert not left, f"processes left after down: {left}"
+
+
+@pytest.fixture
+def unstarted_overrides(tmp_path: Path) -> list[str]:
+    """``--set`` values for a second stack (free ports, paths under tmp_path), not started."""
+    return stack_overrides(tmp_path)
+
+
+@pytest.fixture
+def redis_client(stack: Stack) -> Iterator[Any]:
+    """A client on the stack's Redis with an empty database (function-scoped)."""
+    import redis
+
+    client = redis.Redis.from_url(stack.settings.redis.url)
+    client.flushdb()
+    yield client
+    client.close()
