@@ -74,7 +74,7 @@ resolve_jars() {  # group
     say "resolving $group jars from $pom (Maven Central)"
     rm -rf "$dir" "$dir.tmp"
     # scala-library is already on Spark's and Kafka's own classpath; a second copy only conflicts.
-    mvn -B -q -f "$pom" -Dmaven.repo.local="$cache/m2" "$mvn_dependency_plugin:copy-dependencies" \
+    mvn -B -q -Dstyle.color=never -f "$pom" -Dmaven.repo.local="$cache/m2" "$mvn_dependency_plugin:copy-dependencies" \
       -DincludeScope=runtime -DoutputDirectory="$dir.tmp" \
       $([ "$group" = spark ] && echo -DexcludeArtifactIds=scala-library) \
       || die "mvn could not resolve $pom (is Maven Central reachable?)"
