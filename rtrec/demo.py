@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
-from rtrec.features.user_counts import TOTAL
+from rtrec.features.definitions import ENTITY_ID, EVENTS, FEATURE_GROUP, FEATURES, TOTALS_GROUP
 from rtrec.launch import RunningJob, config_args, flink_job_command, spark_job_command, start_job
 
 REFRESH_S = 2.0
@@ -131,11 +131,13 @@ def _watch(
                 for message in consumer.consume(500, timeout=0.2):
                     if message.error() is not None:
                         continue
-                    key, value = message.key(), message.value()
+                    value = message.value()
                     if message.topic() == topics.dlq:
                         observed.dead_letters += 1
-                    elif key is not None and value is not None:
-                        observed.users[key.decode()] = json.loads(value)
+                    elif value is not None:
+                        record = json.loads(value)
+                        if record[FEATURE_GROUP] == TOTALS_GROUP:
+                            observed.users[record[ENTITY_ID]] = record[FEATURES]
             for job in jobs:
                 if not job.alive():
                     raise RtrecError(f"{job.name} stopped; last lines of {job.log}:\n{job.tail()}")
@@ -159,8 +161,8 @@ def _bronze_rows(settings: Settings) -> int | None:
 
 
 def _screen(observed: Observed, bronze_rows: int | None) -> str:
-    counted = sum(int(row[TOTAL]) for row in observed.users.values())
-    top = sorted(observed.users.values(), key=lambda row: -int(row[TOTAL]))[:5]
+    counted = sum(int(row[EVENTS]) for row in observed.users.values())
+    top = sorted(observed.users.items(), key=lambda kv: -kv[1][EVENTS])[:5]
     lines = [
         time.strftime("%H:%M:%S"),
         f"  produced to Kafka      {observed.produced:>10,}",
@@ -170,8 +172,8 @@ def _screen(observed: Observed, bronze_rows: int | None) -> str:
         f"  rows in bronze.events  {bronze_rows if bronze_rows is not None else 'starting':>10}",
         "  busiest users: "
         + ", ".join(
-            f"{row['user_id']} {row[TOTAL]} ({row['view_count']}v/{row['purchase_count']}p)"
-            for row in top
+            f"{user} {row[EVENTS]:.0f} ({row['view_count']:.0f}v/{row['purchase_count']:.0f}p)"
+            for user, row in top
         ),
     ]
     return "\n".join(lines) + "\n"

@@ -45,7 +45,10 @@ class FlinkSettings(Section):
     checkpoint_interval_ms: int = Field(ge=100)
     checkpoint_dir: str  # a path or URI (s3://, hdfs://): Flink resolves it
     jars_dir: Path
-    watermark_delay_ms: int = Field(ge=0)
+    watermark_delay_ms: int = Field(ge=0)  # bounded out-of-orderness
+    # Extra wait before windows close; events behind the watermark after it are late.
+    allowed_lateness_ms: int = Field(ge=0)
+    state_ttl_ms: int = Field(ge=1000)
     consumer_group: str
 
 

@@ -1,21 +1,14 @@
-"""Per-user event counts: the walking-skeleton feature, defined once for stream, batch and tests."""
+"""Per-user running totals (the ``totals`` group): the plain-Python reference."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, EVENT_TYPES, USER_ID
+from rtrec.features.definitions import EVENTS, USER_COUNT_FEATURES, type_count
+from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, USER_ID
 
-TOTAL = "events"
 LAST_EVENT_TS = "last_event_ts"
-
-
-def count_column(event_type: str) -> str:
-    return f"{event_type}_count"
-
-
-COUNT_COLUMNS: tuple[str, ...] = (TOTAL, *(count_column(t) for t in EVENT_TYPES))
 
 
 def user_counts(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
@@ -26,8 +19,10 @@ def user_counts(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]
         if event[EVENT_ID] in seen:
             continue
         seen.add(event[EVENT_ID])
-        row = counts.setdefault(event[USER_ID], {c: 0 for c in COUNT_COLUMNS} | {LAST_EVENT_TS: 0})
-        row[TOTAL] += 1
-        row[count_column(event[EVENT_TYPE])] += 1
+        row = counts.setdefault(
+            event[USER_ID], {c: 0 for c in USER_COUNT_FEATURES} | {LAST_EVENT_TS: 0}
+        )
+        row[EVENTS] += 1
+        row[type_count(event[EVENT_TYPE])] += 1
         row[LAST_EVENT_TS] = max(row[LAST_EVENT_TS], event[EVENT_TS])
     return counts

@@ -21,6 +21,15 @@ FLINK_SQL_TYPES = {
 EVENT_TIME = "event_time"
 
 
+def interval(ms: int) -> str:
+    """A Flink SQL interval literal for ``ms``: whole hours, minutes or seconds where possible
+    (Flink rejects a day-time interval whose leading field needs more than 2 digits)."""
+    for unit, size in (("HOUR", 3_600_000), ("MINUTE", 60_000), ("SECOND", 1000)):
+        if ms % size == 0 and ms // size < 100:
+            return f"INTERVAL '{ms // size}' {unit}"
+    return f"INTERVAL '{ms / 1000:.3f}' SECOND"
+
+
 def flink_columns(schema: RecordSchema = EVENT_SCHEMA) -> list[str]:
     """``name TYPE [NOT NULL]`` for each physical column, in schema order."""
     return [
@@ -36,7 +45,7 @@ def event_table_ddl(
     extra_columns: tuple[str, ...] = (),
 ) -> str:
     """CREATE TABLE for events with ``event_time`` as rowtime and a bounded-delay watermark."""
-    delay = f"INTERVAL '{watermark_delay_ms / 1000:.3f}' SECOND"
+    delay = interval(watermark_delay_ms)
     columns = [
         *flink_columns(EVENT_SCHEMA),
         *extra_columns,

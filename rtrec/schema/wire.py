@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rtrec.schema.events import EVENT_SCHEMA, SCHEMA_VERSION_KEY
+from rtrec.schema.events import EVENT_SCHEMA, EVENT_TS, SCHEMA_VERSION_KEY
 from rtrec.schema.fields import Field, Kind, RecordSchema
 
 _INT32 = (-(2**31), 2**31 - 1)
@@ -68,16 +68,28 @@ def validate(payload: bytes | str | None, schema: RecordSchema = EVENT_SCHEMA) -
     return Validation(record, None)
 
 
+# How far an event's own time may run ahead of the time Kafka received it. A payload from the
+# future would drag the event-time watermark forward and make every later event look late.
+MAX_FUTURE_MS = 3_600_000
+
 PARSE_ERROR = "parse_error"
 # The flat row form engines use: the rejection reason (null when valid), then the event's fields.
 PARSED_COLUMNS: tuple[str, ...] = (PARSE_ERROR, *EVENT_SCHEMA.names)
 
 
-def parsed_row(payload: bytes | str | None) -> tuple[Any, ...]:
-    """``(None, *fields)`` for a valid event payload, ``(reason, None, ...)`` otherwise."""
+def parsed_row(payload: bytes | str | None, received_ms: int | None = None) -> tuple[Any, ...]:
+    """``(None, *fields)`` for a valid event payload, ``(reason, None, ...)`` otherwise.
+
+    ``received_ms`` (the Kafka record timestamp) rejects events more than ``MAX_FUTURE_MS``
+    ahead of their arrival."""
     result = validate(payload)
-    if result.record is None:
-        return (result.error, *([None] * len(EVENT_SCHEMA.fields)))
+    error = result.error
+    if result.record is not None and received_ms is not None:
+        ahead = result.record[EVENT_TS] - received_ms
+        if ahead > MAX_FUTURE_MS:
+            error = f"field 'event_ts' is {ahead} ms ahead of its arrival (max {MAX_FUTURE_MS})"
+    if result.record is None or error is not None:
+        return (error, *([None] * len(EVENT_SCHEMA.fields)))
     return (None, *(result.record[name] for name in EVENT_SCHEMA.names))
 
 

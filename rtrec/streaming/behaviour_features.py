@@ -1,8 +1,11 @@
-"""Behaviour-features pipeline: validate, dead-letter, deduplicate and count per user.
+"""Behaviour features: validate, dead-letter, route late events, deduplicate, then window.
 
-``build_behaviour_features_pipeline`` does no I/O: it takes the name of a registered raw event
-table (columns ``payload`` and ``proc_time``) and returns the result tables, so tests can feed
-files and collect results while ``run_behaviour_features_job`` wires Kafka in and out.
+``build_behaviour_features_pipeline`` does no I/O. It reads a registered raw event table with
+columns ``payload``, ``kafka_ts`` (when Kafka received it), ``proc_time`` and the rowtime
+``event_time`` (see ``rtrec.streaming.kafka.raw_events_ddl``), and returns the result tables,
+so tests feed files and collect results while ``run_behaviour_features_job`` wires Kafka in
+and out. All aggregation is SQL, so it runs in the JVM; Python only validates payloads (the
+shared validator) and counts late events.
 """
 
 from __future__ import annotations
@@ -11,53 +14,172 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtrec.config import Settings
-from rtrec.features.user_counts import COUNT_COLUMNS, LAST_EVENT_TS, TOTAL, count_column
-from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, EVENT_TYPES, USER_ID
+from rtrec.features.definitions import (
+    CARTS,
+    CONVERSION,
+    DISTINCT_ITEMS,
+    ENTITY_ID,
+    EVENTS,
+    FEATURE_GROUP,
+    FEATURES,
+    ITEM_WINDOWS,
+    PURCHASES,
+    SESSION_GAP_MS,
+    SESSION_GROUP,
+    SESSION_LENGTH_MS,
+    TOTALS_GROUP,
+    TRENDING,
+    TRENDING_WEIGHTS,
+    USER_WINDOWS,
+    VIEWS,
+    WINDOW_END,
+    WINDOW_START,
+    HopWindow,
+    type_count,
+)
+from rtrec.features.user_counts import LAST_EVENT_TS
+from rtrec.schema.events import (
+    ADD_TO_CART,
+    EVENT_ID,
+    EVENT_TS,
+    EVENT_TYPE,
+    EVENT_TYPES,
+    ITEM_ID,
+    PURCHASE,
+    USER_ID,
+    VIEW,
+)
+from rtrec.schema.flink import interval
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
-from rtrec.streaming.udfs import parse_event_udtf
+from rtrec.streaming.udfs import late_reason_udf, parse_event_udtf
 
 JOB_NAME = "rtrec-behaviour-features"
 SOURCE = "flink:behaviour_features"
-USER_FEATURE_COLUMNS = [
-    f"`{USER_ID}` STRING NOT NULL",
-    *(f"`{c}` BIGINT" for c in COUNT_COLUMNS),
-    f"`{LAST_EVENT_TS}` BIGINT",
+FEATURE_COLUMNS = [
+    f"`{ENTITY_ID}` STRING NOT NULL",
+    f"`{FEATURE_GROUP}` STRING NOT NULL",
+    f"`{WINDOW_START}` BIGINT",
+    f"`{WINDOW_END}` BIGINT",
+    f"`{FEATURES}` MAP<STRING, DOUBLE>",
 ]
+FEATURE_KEY = (ENTITY_ID, FEATURE_GROUP)
 
 
 @dataclass(frozen=True)
 class BehaviourFeatureTables:
-    dead_letters: Any  # raw, reason, source: one row per rejected payload
-    user_features: Any  # an updating table keyed by user_id
+    dead_letters: Any  # raw, reason, source: payloads that are not valid events
+    late_events: Any  # raw, reason, source: valid events behind the watermark
+    user_totals: Any  # running totals per user: an updating table keyed (user, group)
+    user_features: Any  # window and session records of users (append-only)
+    item_features: Any  # window records of items (append-only)
+
+
+def _count(condition: str) -> str:
+    return f"CAST(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS DOUBLE)"
+
+
+def _is(event_type: str) -> str:
+    return f"`{EVENT_TYPE}` = '{event_type}'"
+
+
+def _features(pairs: list[tuple[str, str]]) -> str:
+    return "MAP[" + ", ".join(f"'{name}', {expr}" for name, expr in pairs) + f"] AS `{FEATURES}`"
+
+
+def _epoch_ms(column: str) -> str:
+    # Window bounds are whole minutes; TIMESTAMPDIFF in minutes cannot overflow an INT.
+    return (
+        f"CAST(TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00', {column}) AS BIGINT) * 60000"
+    )
+
+
+def _hop(table: str, key: str, window: HopWindow, features: list[tuple[str, str]]) -> str:
+    return (
+        f"SELECT `{key}` AS `{ENTITY_ID}`, '{window.group}' AS `{FEATURE_GROUP}`, "
+        f"{_epoch_ms('window_start')} AS `{WINDOW_START}`, "
+        f"{_epoch_ms('window_end')} AS `{WINDOW_END}`, {_features(features)} "
+        f"FROM TABLE(HOP(TABLE {table}, DESCRIPTOR(event_time), "
+        f"{interval(window.slide_ms)}, {interval(window.size_ms)})) "
+        f"GROUP BY `{key}`, window_start, window_end"
+    )
 
 
 def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourFeatureTables:
     """Define the job's result tables over the raw event table ``raw_events``."""
     t_env.create_temporary_system_function("parse_event", parse_event_udtf())
+    t_env.create_temporary_system_function("late_reason", late_reason_udf())
     columns = ", ".join(f"`{c}`" for c in PARSED_COLUMNS)
+    # CURRENT_WATERMARK is this operator's watermark: an event at or behind it would be dropped
+    # by every window downstream, so it is routed to the late-events topic instead.
     t_env.execute_sql(
-        f"CREATE TEMPORARY VIEW parsed AS SELECT r.payload, r.proc_time, p.* "
-        f"FROM `{raw_events}` AS r, LATERAL TABLE(parse_event(r.payload)) AS p({columns})"
+        f"CREATE TEMPORARY VIEW parsed AS SELECT r.payload, r.event_time, r.proc_time, p.*, "
+        f"COALESCE(r.event_time <= CURRENT_WATERMARK(r.event_time), FALSE) AS is_late, "
+        f"CURRENT_WATERMARK(r.event_time) AS `watermark` "
+        f"FROM `{raw_events}` AS r, "
+        f"LATERAL TABLE(parse_event(r.payload, r.kafka_ts)) AS p({columns})"
     )
-    # Keep the first arrival of each event_id: producers re-send on retries.
-    t_env.execute_sql(
-        f"CREATE TEMPORARY VIEW valid_events AS SELECT * FROM ("
-        f" SELECT *, ROW_NUMBER() OVER (PARTITION BY `{EVENT_ID}` ORDER BY proc_time) AS rn"
-        f" FROM parsed WHERE `{PARSE_ERROR}` IS NULL) WHERE rn = 1"
+    # First arrival of each event_id wins (producers re-send on retries), deduplicated twice:
+    # ordered by rowtime, the result stays append-only with event_time a time attribute, but
+    # a row leaves only when the watermark passes it, which windows wait for anyway; ordered
+    # by processing time, a row leaves at once, which the running totals need to be fresh.
+    for view, order in (("accepted", "event_time"), ("accepted_now", "proc_time")):
+        t_env.execute_sql(
+            f"CREATE TEMPORARY VIEW {view} AS SELECT * FROM ("
+            f" SELECT *, ROW_NUMBER() OVER (PARTITION BY `{EVENT_ID}` ORDER BY {order}) AS rn"
+            f" FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND NOT is_late) WHERE rn = 1"
+        )
+    user_counts = [
+        (EVENTS, "CAST(COUNT(*) AS DOUBLE)"),
+        *((type_count(t), _count(_is(t))) for t in EVENT_TYPES),
+    ]
+    trending = " + ".join(f"{weight} * {_count(_is(t))}" for t, weight in TRENDING_WEIGHTS.items())
+    views, purchases = _count(_is(VIEW)), _count(_is(PURCHASE))
+    item_counts = [
+        (VIEWS, views),
+        (CARTS, _count(_is(ADD_TO_CART))),
+        (PURCHASES, purchases),
+        (CONVERSION, f"CASE WHEN {views} > 0 THEN {purchases} / {views} ELSE 0.0 END"),
+        (TRENDING, trending),
+    ]
+    session = [
+        (EVENTS, "CAST(COUNT(*) AS DOUBLE)"),
+        (SESSION_LENGTH_MS, f"CAST(MAX(`{EVENT_TS}`) - MIN(`{EVENT_TS}`) AS DOUBLE)"),
+        (DISTINCT_ITEMS, f"CAST(COUNT(DISTINCT `{ITEM_ID}`) AS DOUBLE)"),
+        (CARTS, _count(_is(ADD_TO_CART))),
+        (PURCHASES, purchases),
+    ]
+    # The planner drops a constant from the upsert key, and an upsert key that is not the
+    # sink's primary key makes every update a tombstone plus an insert. A group name derived
+    # from the user column survives as a grouping key, so updates stay single upserts.
+    totals = (
+        f"SELECT `{USER_ID}` AS `{ENTITY_ID}`, `{FEATURE_GROUP}`, "
+        f"MIN(`{EVENT_TS}`) AS `{WINDOW_START}`, MAX(`{EVENT_TS}`) AS `{WINDOW_END}`, "
+        f"{_features([*user_counts, (LAST_EVENT_TS, f'CAST(MAX(`{EVENT_TS}`) AS DOUBLE)')])} "
+        f"FROM (SELECT *, CONCAT('{TOTALS_GROUP}', SUBSTRING(`{USER_ID}`, 1, 0)) "
+        f"AS `{FEATURE_GROUP}` FROM accepted_now) "
+        f"GROUP BY `{USER_ID}`, `{FEATURE_GROUP}`"
     )
-    per_type = ", ".join(
-        f"SUM(CASE WHEN `{EVENT_TYPE}` = '{t}' THEN 1 ELSE 0 END) AS `{count_column(t)}`"
-        for t in EVENT_TYPES
-    )
+    user_queries = [
+        *(_hop("accepted", USER_ID, window, user_counts) for window in USER_WINDOWS),
+        f"SELECT `{USER_ID}` AS `{ENTITY_ID}`, '{SESSION_GROUP}' AS `{FEATURE_GROUP}`, "
+        f"MIN(`{EVENT_TS}`) AS `{WINDOW_START}`, "
+        f"MAX(`{EVENT_TS}`) + {SESSION_GAP_MS} AS `{WINDOW_END}`, {_features(session)} "
+        f"FROM TABLE(SESSION(TABLE accepted PARTITION BY `{USER_ID}`, DESCRIPTOR(event_time), "
+        f"{interval(SESSION_GAP_MS)})) GROUP BY `{USER_ID}`, window_start, window_end",
+    ]
+    item_queries = [_hop("accepted", ITEM_ID, window, item_counts) for window in ITEM_WINDOWS]
     return BehaviourFeatureTables(
         dead_letters=t_env.sql_query(
             f"SELECT payload AS `raw`, `{PARSE_ERROR}` AS reason, '{SOURCE}' AS source "
             f"FROM parsed WHERE `{PARSE_ERROR}` IS NOT NULL"
         ),
-        user_features=t_env.sql_query(
-            f"SELECT `{USER_ID}`, COUNT(*) AS `{TOTAL}`, {per_type}, "
-            f"MAX(`{EVENT_TS}`) AS `{LAST_EVENT_TS}` FROM valid_events GROUP BY `{USER_ID}`"
+        late_events=t_env.sql_query(
+            f"SELECT payload AS `raw`, late_reason(`{EVENT_TS}`, `watermark`) AS reason, "
+            f"'{SOURCE}' AS source FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND is_late"
         ),
+        user_totals=t_env.sql_query(totals),
+        user_features=t_env.sql_query(" UNION ALL ".join(user_queries)),
+        item_features=t_env.sql_query(" UNION ALL ".join(item_queries)),
     )
 
 
@@ -70,12 +192,18 @@ def run_behaviour_features_job(settings: Settings) -> None:
     t_env = create_table_env(settings, JOB_NAME)
     group = f"{settings.flink.consumer_group}-features"
     t_env.execute_sql(raw_events_ddl(settings, "events_raw", group))
-    t_env.execute_sql(dlq_ddl(settings, "events_dlq"))
-    t_env.execute_sql(
-        upsert_ddl(settings, "user_features", topics.user_features, USER_FEATURE_COLUMNS, USER_ID)
-    )
+    t_env.execute_sql(dlq_ddl(settings, "events_dlq", topics.dlq))
+    t_env.execute_sql(dlq_ddl(settings, "events_late", topics.late_events))
+    for table, topic in (
+        ("user_features", topics.user_features),
+        ("item_features", topics.item_features),
+    ):
+        t_env.execute_sql(upsert_ddl(settings, table, topic, FEATURE_COLUMNS, FEATURE_KEY))
     tables = build_behaviour_features_pipeline(t_env, "events_raw")
     statements = t_env.create_statement_set()
     statements.add_insert("events_dlq", tables.dead_letters)
+    statements.add_insert("events_late", tables.late_events)
+    statements.add_insert("user_features", tables.user_totals)
     statements.add_insert("user_features", tables.user_features)
+    statements.add_insert("item_features", tables.item_features)
     statements.execute().wait()

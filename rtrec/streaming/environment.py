@@ -39,6 +39,11 @@ def create_table_env(settings: Settings, job_name: str) -> Any:
         "restart-strategy.fixed-delay.attempts": "3",
         "restart-strategy.fixed-delay.delay": "2 s",
         "table.exec.source.idle-timeout": "5 s",
+        # Window boundaries and timestamp conversions must not depend on the machine's zone.
+        "table.local-time-zone": "UTC",
+        # Unbounded keyed state (deduplication, running totals) expires; windows clean up by
+        # watermark anyway.
+        "table.exec.state.ttl": f"{settings.flink.state_ttl_ms} ms",
     }
     for key, value in options.items():
         conf.set(key, value)

@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
-from rtrec.config import Settings
-from rtrec.schema.flink import create_table_ddl
+from collections.abc import Sequence
 
-# Columns of a dead-letter record (JSON on the DLQ topic).
+from rtrec.config import Settings
+from rtrec.schema.flink import EVENT_TIME, create_table_ddl, interval
+from rtrec.schema.wire import MAX_FUTURE_MS
+
+# Columns of a dead-letter or late-event record (JSON on the DLQ and late-events topics).
 DLQ_COLUMNS = ["`raw` STRING", "`reason` STRING", "`source` STRING"]
 
 
 def raw_events_ddl(settings: Settings, table: str, group_id: str) -> str:
-    """Events as received: the payload untouched, so a malformed one can still be dead-lettered."""
+    """Events as received: the payload untouched, so a malformed one can still be dead-lettered.
+
+    The rowtime comes from the payload's event_ts, parsed in SQL (in the JVM) for the
+    watermark. A payload without a usable one, or one from further in the future than
+    ``MAX_FUTURE_MS`` (which the validator rejects too), takes Kafka's timestamp instead, so a
+    bad record can neither stall nor leap the watermark. The watermark waits for the bounded
+    out-of-orderness plus the allowed lateness.
+    """
+    claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
+    delay_ms = settings.flink.watermark_delay_ms + settings.flink.allowed_lateness_ms
+    delay = interval(delay_ms)
+    horizon = f"kafka_ts + {interval(MAX_FUTURE_MS)}"
+    event_time = (
+        f"`{EVENT_TIME}` AS CASE WHEN {claimed} IS NULL OR {claimed} < 0 "
+        f"OR TO_TIMESTAMP_LTZ({claimed}, 3) > {horizon} "
+        f"THEN kafka_ts ELSE TO_TIMESTAMP_LTZ({claimed}, 3) END"
+    )
     return create_table_ddl(
         table,
-        ["`payload` STRING", "`proc_time` AS PROCTIME()"],
+        [
+            "`payload` STRING",
+            "`kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL",
+            "`kafka_partition` INT METADATA FROM 'partition' VIRTUAL",
+            "`kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL",
+            "`proc_time` AS PROCTIME()",
+            event_time,
+            f"WATERMARK FOR `{EVENT_TIME}` AS `{EVENT_TIME}` - {delay}",
+        ],
         {
             "connector": "kafka",
             "topic": settings.kafka.topics.events,
@@ -27,29 +54,35 @@ def raw_events_ddl(settings: Settings, table: str, group_id: str) -> str:
     )
 
 
-def dlq_ddl(settings: Settings, table: str) -> str:
+def dlq_ddl(settings: Settings, table: str, topic: str | None = None) -> str:
+    """A dead-letter style sink (raw, reason, source) on ``topic`` (default: the DLQ)."""
     return create_table_ddl(
         table,
         DLQ_COLUMNS,
         {
             "connector": "kafka",
-            "topic": settings.kafka.topics.dlq,
+            "topic": topic or settings.kafka.topics.dlq,
             "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
             "format": "json",
         },
     )
 
 
-def upsert_ddl(settings: Settings, table: str, topic: str, columns: list[str], key: str) -> str:
-    """A compacted upsert topic keyed by ``key`` (raw bytes of the id), JSON values."""
+def upsert_ddl(
+    settings: Settings, table: str, topic: str, columns: list[str], key: str | Sequence[str]
+) -> str:
+    """A compacted upsert topic keyed by ``key``: the raw bytes of a single id, or a JSON object
+    of a composite key. Values are JSON."""
+    keys = [key] if isinstance(key, str) else list(key)
+    primary_key = ", ".join(f"`{k}`" for k in keys)
     return create_table_ddl(
         table,
-        [*columns, f"PRIMARY KEY (`{key}`) NOT ENFORCED"],
+        [*columns, f"PRIMARY KEY ({primary_key}) NOT ENFORCED"],
         {
             "connector": "upsert-kafka",
             "topic": topic,
             "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
-            "key.format": "raw",
+            "key.format": "raw" if len(keys) == 1 else "json",
             "value.format": "json",
         },
     )

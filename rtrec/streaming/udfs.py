@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from rtrec.schema.events import EVENT_SCHEMA
@@ -10,13 +11,18 @@ from rtrec.schema.fields import Kind
 from rtrec.schema.wire import parsed_row
 
 
-def _parse_event(payload: str | None) -> Iterator[tuple[Any, ...]]:
-    yield parsed_row(payload)
+def _parse_event(payload: str | None, received: datetime | None) -> Iterator[tuple[Any, ...]]:
+    # TIMESTAMP_LTZ arrives as a naive datetime in the session time zone, which the jobs pin to
+    # UTC (rtrec.streaming.environment).
+    received_ms = (
+        None if received is None else round(received.replace(tzinfo=UTC).timestamp() * 1000)
+    )
+    yield parsed_row(payload, received_ms)
 
 
 def parse_event_udtf() -> Any:
-    """``parse_event(payload)`` as a table function, so each payload is validated exactly once.
-    Its columns are ``rtrec.schema.wire.PARSED_COLUMNS``."""
+    """``parse_event(payload [, kafka_ts])`` as a table function, so each payload is validated
+    exactly once. Its columns are ``rtrec.schema.wire.PARSED_COLUMNS``."""
     from pyflink.table import DataTypes
     from pyflink.table.udf import udtf
 
@@ -28,3 +34,31 @@ def parse_event_udtf() -> Any:
     }
     result_types = [DataTypes.STRING(), *(kinds[f.kind] for f in EVENT_SCHEMA.fields)]
     return udtf(_parse_event, result_types=result_types, name="parse_event")
+
+
+LATE_EVENTS_METRIC = "rtrec_late_events"
+
+
+def late_reason_udf() -> Any:
+    """``late_reason(event_ts, watermark)``: the reason string of a late event; it also counts
+    the event in the ``rtrec_late_events`` metric, so lateness is visible without the topic."""
+    from pyflink.table import DataTypes
+    from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+    class LateReason(ScalarFunction):  # type: ignore[misc]
+        def open(self, function_context: FunctionContext) -> None:
+            self.late = function_context.get_metric_group().counter(LATE_EVENTS_METRIC)
+
+        def is_deterministic(self) -> bool:
+            return False  # it counts: the planner must not fold or reuse calls
+
+        def eval(self, event_ts: int, watermark: datetime | None) -> str:
+            self.late.inc()
+            mark = (
+                "?"
+                if watermark is None
+                else round(watermark.replace(tzinfo=UTC).timestamp() * 1000)
+            )
+            return f"late: event_ts {event_ts} is at or behind the watermark {mark}"
+
+    return udf(LateReason(), result_type=DataTypes.STRING())

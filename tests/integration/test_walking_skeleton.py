@@ -14,7 +14,8 @@ import pytest
 from conftest import Stack
 
 from rtrec.config import Settings, load_settings
-from rtrec.features.user_counts import COUNT_COLUMNS, LAST_EVENT_TS, user_counts
+from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTALS_GROUP
+from rtrec.features.user_counts import user_counts
 from rtrec.launch import flink_job_command, run_to_completion, spark_job_command, start_job
 from rtrec.local.topics import ensure_topics
 from rtrec.producer import produce
@@ -88,17 +89,17 @@ def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any
         consumer.close()
 
 
-def latest_user_features(bootstrap: str, topic: str) -> dict[str, dict[str, int]]:
-    """The compacted view of the upsert topic: the last value per key (tombstones delete)."""
-    latest: dict[str, dict[str, int]] = {}
-    columns = [*COUNT_COLUMNS, LAST_EVENT_TS]
+def latest_totals(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
+    """The compacted view of the upsert topic's ``totals`` group: the last value per user."""
+    latest: dict[str, dict[str, float]] = {}
     for message in consume_all(bootstrap, topic):
-        key = message.key().decode()
-        if message.value() is None:
-            latest.pop(key, None)
+        key = json.loads(message.key())
+        if key[FEATURE_GROUP] != TOTALS_GROUP:
+            continue
+        if message.value() is None:  # a tombstone
+            latest.pop(key[ENTITY_ID], None)
         else:
-            value = json.loads(message.value())
-            latest[key] = {c: value[c] for c in columns}
+            latest[key[ENTITY_ID]] = json.loads(message.value())[FEATURES]
     return latest
 
 
@@ -107,7 +108,10 @@ def test_flink_counts_equal_the_produced_events_and_bad_ones_are_dead_lettered(
 ) -> None:
     settings = produced.settings
     topics = settings.kafka.topics
-    expected = user_counts(produced.events)
+    expected = {
+        user: {name: float(value) for name, value in counts.items()}
+        for user, counts in user_counts(produced.events).items()
+    }
     assert len(expected) > 100  # many users, so per-key equality is a real check
 
     log = tmp_path_factory.mktemp("logs") / "behaviour_features.log"
@@ -118,9 +122,9 @@ def test_flink_counts_equal_the_produced_events_and_bad_ones_are_dead_lettered(
     )
     try:
         deadline = time.monotonic() + FLINK_TIMEOUT_S
-        got: dict[str, dict[str, int]] = {}
+        got: dict[str, dict[str, float]] = {}
         while time.monotonic() < deadline and job.alive():
-            got = latest_user_features(settings.kafka.bootstrap_servers, topics.user_features)
+            got = latest_totals(settings.kafka.bootstrap_servers, topics.user_features)
             if got == expected:
                 break
             time.sleep(5)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from rtrec.batch.runtime import artifact_name, extra_jars
-from rtrec.features.user_counts import LAST_EVENT_TS, TOTAL, count_column, user_counts
+from rtrec.features.definitions import EVENTS, type_count
+from rtrec.features.user_counts import LAST_EVENT_TS, user_counts
 from rtrec.registry.popularity import most_popular
 
 pytestmark = pytest.mark.unit
@@ -29,14 +30,14 @@ def test_user_counts_count_each_event_id_once() -> None:
         event("c", "u2", "click", 20),
     ]
     counts = user_counts(events)
-    assert counts["u1"][TOTAL] == 2
-    assert counts["u1"][count_column("view")] == 1
-    assert counts["u1"][count_column("purchase")] == 1
-    assert counts["u1"][count_column("click")] == 0
+    assert counts["u1"][EVENTS] == 2
+    assert counts["u1"][type_count("view")] == 1
+    assert counts["u1"][type_count("purchase")] == 1
+    assert counts["u1"][type_count("click")] == 0
     assert counts["u1"][LAST_EVENT_TS] == 30
     assert counts["u2"] == {
         **{k: 0 for k in counts["u2"]},
-        TOTAL: 1,
+        EVENTS: 1,
         "click_count": 1,
         LAST_EVENT_TS: 20,
     }
