@@ -1,10 +1,10 @@
 """Behaviour features: validate, dead-letter, route late events, deduplicate, then window.
 
 ``build_behaviour_features_pipeline`` does no I/O. It reads a registered raw event table with
-columns ``payload``, ``kafka_ts`` (when Kafka received it), ``proc_time`` and the rowtime
-``event_time`` (see ``rtrec.streaming.kafka.raw_events_ddl``), and returns the result tables,
-so tests feed files and collect results while ``run_behaviour_features_job`` wires Kafka in
-and out. All aggregation is SQL, so it runs in the JVM; Python only validates payloads (the
+columns ``payload``, ``kafka_ts`` (when Kafka received it), ``kafka_partition``,
+``kafka_offset``, ``proc_time`` and the rowtime ``event_time`` (see
+``rtrec.streaming.kafka.raw_events_ddl``), and returns the result tables, so tests feed files
+and collect results while ``run_behaviour_features_job`` wires Kafka in and out. All aggregation is SQL, so it runs in the JVM; Python only validates payloads (the
 shared validator) and counts late events.
 """
 
@@ -67,8 +67,8 @@ FEATURE_KEY = (ENTITY_ID, FEATURE_GROUP)
 
 @dataclass(frozen=True)
 class BehaviourFeatureTables:
-    dead_letters: Any  # raw, reason, source: payloads that are not valid events
-    late_events: Any  # raw, reason, source: valid events behind the watermark
+    dead_letters: Any  # raw, reason, source, Kafka coordinates: payloads that are not events
+    late_events: Any  # the same columns: valid events at or behind the watermark
     user_totals: Any  # running totals per user: an updating table keyed (user, group)
     user_features: Any  # window and session records of users (append-only)
     item_features: Any  # window records of items (append-only)
@@ -112,7 +112,8 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
     # CURRENT_WATERMARK is this operator's watermark: an event at or behind it would be dropped
     # by every window downstream, so it is routed to the late-events topic instead.
     t_env.execute_sql(
-        f"CREATE TEMPORARY VIEW parsed AS SELECT r.payload, r.event_time, r.proc_time, p.*, "
+        f"CREATE TEMPORARY VIEW parsed AS SELECT r.payload, r.kafka_partition, r.kafka_offset, "
+        f"r.event_time, r.proc_time, p.*, "
         f"COALESCE(r.event_time <= CURRENT_WATERMARK(r.event_time), FALSE) AS is_late, "
         f"CURRENT_WATERMARK(r.event_time) AS `watermark` "
         f"FROM `{raw_events}` AS r, "
@@ -170,12 +171,13 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
     item_queries = [_hop("accepted", ITEM_ID, window, item_counts) for window in ITEM_WINDOWS]
     return BehaviourFeatureTables(
         dead_letters=t_env.sql_query(
-            f"SELECT payload AS `raw`, `{PARSE_ERROR}` AS reason, '{SOURCE}' AS source "
-            f"FROM parsed WHERE `{PARSE_ERROR}` IS NOT NULL"
+            f"SELECT payload AS `raw`, `{PARSE_ERROR}` AS reason, '{SOURCE}' AS source, "
+            f"kafka_partition, kafka_offset FROM parsed WHERE `{PARSE_ERROR}` IS NOT NULL"
         ),
         late_events=t_env.sql_query(
             f"SELECT payload AS `raw`, late_reason(`{EVENT_TS}`, `watermark`) AS reason, "
-            f"'{SOURCE}' AS source FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND is_late"
+            f"'{SOURCE}' AS source, kafka_partition, kafka_offset "
+            f"FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND is_late"
         ),
         user_totals=t_env.sql_query(totals),
         user_features=t_env.sql_query(" UNION ALL ".join(user_queries)),

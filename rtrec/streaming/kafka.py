@@ -8,8 +8,15 @@ from rtrec.config import Settings
 from rtrec.schema.flink import EVENT_TIME, create_table_ddl, interval
 from rtrec.schema.wire import MAX_FUTURE_MS
 
-# Columns of a dead-letter or late-event record (JSON on the DLQ and late-events topics).
-DLQ_COLUMNS = ["`raw` STRING", "`reason` STRING", "`source` STRING"]
+# Columns of a dead-letter or late-event record (JSON on the DLQ and late-events topics). The
+# Kafka coordinates of the original record let a batch recomputation exclude exactly it.
+DLQ_COLUMNS = [
+    "`raw` STRING",
+    "`reason` STRING",
+    "`source` STRING",
+    "`kafka_partition` INT",
+    "`kafka_offset` BIGINT",
+]
 
 
 def raw_events_ddl(settings: Settings, table: str, group_id: str) -> str:

@@ -62,7 +62,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
     t_env.execute_sql(
         f"CREATE TEMPORARY TABLE raw_file (payload STRING, kafka_ts AS {kafka_ts}, "
-        f"proc_time AS PROCTIME(), "
+        f"proc_time AS PROCTIME(), kafka_partition AS 0, kafka_offset AS CAST(0 AS BIGINT), "
         f"event_time AS {kafka_ts}, WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND"
         f") WITH ('connector' = 'filesystem', 'path' = '{base / 'events.txt'}', 'format' = 'raw')"
     )

@@ -7,7 +7,9 @@ stack or another session's.
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 
 from rtrec.config import Settings, load_settings
-from rtrec.local import State, down, status, up
+from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTALS_GROUP
+from rtrec.local import State, down, ensure_topics, status, up
 from rtrec.local.process import group_members, pid_alive
 
 
@@ -30,6 +33,16 @@ class Stack:
     def set_args(self) -> list[str]:
         """The overrides as ``--set key=value`` arguments for a CLI or job subprocess."""
         return [arg for override in self.overrides for arg in ("--set", override)]
+
+    def isolated(self, prefix: str) -> tuple[Settings, list[str]]:
+        """Settings with topics of their own (``<prefix>.<topic>``, created), so one test's
+        events never enter another's results, and the job arguments that reproduce them."""
+        fields = type(self.settings.kafka.topics).model_fields
+        topics = [f"kafka.topics.{field}={prefix}.{field}" for field in fields]
+        settings = load_settings("local", [*self.overrides, *topics])
+        ensure_topics(settings)
+        args = ["--env", "local", *self.set_args()]
+        return settings, [*args, *(arg for topic in topics for arg in ("--set", topic))]
 
 
 def free_ports(count: int) -> list[int]:
@@ -96,3 +109,41 @@ def redis_client(stack: Stack) -> Iterator[Any]:
     client.flushdb()
     yield client
     client.close()
+
+
+def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any]:
+    """Every message on ``topic`` from the beginning, until nothing arrives for ``idle_s``."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{topic}-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            for message in consumer.consume(1000, timeout=0.5):
+                assert message.error() is None, message.error()
+                last = time.monotonic()
+                yield message
+    finally:
+        consumer.close()
+
+
+def latest_totals(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
+    """The compacted view of the upsert topic's ``totals`` group: the last value per user."""
+    latest: dict[str, dict[str, float]] = {}
+    for message in consume_all(bootstrap, topic):
+        key = json.loads(message.key())
+        if key[FEATURE_GROUP] != TOTALS_GROUP:
+            continue
+        if message.value() is None:  # a tombstone
+            latest.pop(key[ENTITY_ID], None)
+        else:
+            latest[key[ENTITY_ID]] = json.loads(message.value())[FEATURES]
+    return latest

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import Stack
+from conftest import Stack, consume_all, latest_totals
 
-from rtrec.config import Settings, load_settings
-from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTALS_GROUP
+from rtrec.config import Settings
 from rtrec.features.user_counts import user_counts
 from rtrec.launch import flink_job_command, run_to_completion, spark_job_command, start_job
-from rtrec.local.topics import ensure_topics
 from rtrec.producer import produce
 from rtrec.sources import Duplicate, Event, Malformed
 from rtrec.sources.simulator import Simulator
@@ -41,11 +37,7 @@ class Produced:
 @pytest.fixture(scope="module")
 def produced(stack: Stack) -> Produced:
     # Own topics, so events other tests put on the shared broker do not enter the counts.
-    topics = [
-        f"kafka.topics.{f}=skeleton.{f}" for f in type(stack.settings.kafka.topics).model_fields
-    ]
-    settings = load_settings("local", [*stack.overrides, *topics])
-    ensure_topics(settings)
+    settings, set_args = stack.isolated("skeleton")
     simulator = Simulator(
         settings.simulator, events=N_EVENTS, duplicates=N_DUPLICATES, malformed=N_MALFORMED
     )
@@ -59,48 +51,10 @@ def produced(stack: Stack) -> Produced:
     events = [r.event if isinstance(r, Duplicate) else r for r in records]
     return Produced(
         settings=settings,
-        set_args=["--env", "local", *(a for t in topics for a in ("--set", t)), *stack.set_args()],
+        set_args=set_args,
         events=[e for e in events if isinstance(e, dict)],
         malformed=[r for r in records if isinstance(r, Malformed)],
     )
-
-
-def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any]:
-    """Every message on ``topic`` from the beginning, until nothing arrives for ``idle_s``."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{topic}-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    try:
-        last = time.monotonic()
-        while time.monotonic() - last < idle_s:
-            for message in consumer.consume(1000, timeout=0.5):
-                assert message.error() is None, message.error()
-                last = time.monotonic()
-                yield message
-    finally:
-        consumer.close()
-
-
-def latest_totals(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
-    """The compacted view of the upsert topic's ``totals`` group: the last value per user."""
-    latest: dict[str, dict[str, float]] = {}
-    for message in consume_all(bootstrap, topic):
-        key = json.loads(message.key())
-        if key[FEATURE_GROUP] != TOTALS_GROUP:
-            continue
-        if message.value() is None:  # a tombstone
-            latest.pop(key[ENTITY_ID], None)
-        else:
-            latest[key[ENTITY_ID]] = json.loads(message.value())[FEATURES]
-    return latest
 
 
 def test_flink_counts_equal_the_produced_events_and_bad_ones_are_dead_lettered(
