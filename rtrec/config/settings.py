@@ -49,6 +49,13 @@ class FlinkSettings(Section):
     # Extra wait before windows close; events behind the watermark after it are late.
     allowed_lateness_ms: int = Field(ge=0)
     state_ttl_ms: int = Field(ge=1000)
+    state_backend: Literal["rocksdb", "hashmap"]
+    # Kafka sinks: exactly-once writes in transactions committed with each checkpoint (readers
+    # see results one checkpoint interval later); at-least-once writes at once.
+    delivery_guarantee: Literal["exactly-once", "at-least-once"]
+    transaction_timeout_ms: int = Field(ge=1000)
+    # Resume from a checkpoint or savepoint path, or "latest" under checkpoint_dir; "" = fresh.
+    restore_from: str
     consumer_group: str
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -81,4 +83,12 @@ def ensure_topics(
                 f"kafka at {servers}: cannot create topic {name}: {error.str()}"
             ) from None
         created.append(name)
+    # Creation is acknowledged by the controller before every broker's metadata shows the
+    # topic; a client that looks right away could still be told it does not exist.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        visible = admin.list_topics(timeout=timeout_s).topics
+        if all(name in visible and not visible[name].error for name in created):
+            break
+        time.sleep(0.1)
     return sorted(created)

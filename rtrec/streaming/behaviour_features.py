@@ -4,8 +4,9 @@
 columns ``payload``, ``kafka_ts`` (when Kafka received it), ``kafka_partition``,
 ``kafka_offset``, ``proc_time`` and the rowtime ``event_time`` (see
 ``rtrec.streaming.kafka.raw_events_ddl``), and returns the result tables, so tests feed files
-and collect results while ``run_behaviour_features_job`` wires Kafka in and out. All aggregation is SQL, so it runs in the JVM; Python only validates payloads (the
-shared validator) and counts late events.
+and collect results while ``run_behaviour_features_job`` wires Kafka in and out. All
+aggregation is SQL, so it runs in the JVM; Python only validates payloads (the shared
+validator) and counts late events.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ def run_behaviour_features_job(settings: Settings) -> None:
     t_env.execute_sql(dlq_ddl(settings, "events_dlq", topics.dlq))
     t_env.execute_sql(dlq_ddl(settings, "events_late", topics.late_events))
     for table, topic in (
+        ("user_totals", topics.user_features),
         ("user_features", topics.user_features),
         ("item_features", topics.item_features),
     ):
@@ -205,7 +207,7 @@ def run_behaviour_features_job(settings: Settings) -> None:
     statements = t_env.create_statement_set()
     statements.add_insert("events_dlq", tables.dead_letters)
     statements.add_insert("events_late", tables.late_events)
-    statements.add_insert("user_features", tables.user_totals)
+    statements.add_insert("user_totals", tables.user_totals)
     statements.add_insert("user_features", tables.user_features)
     statements.add_insert("item_features", tables.item_features)
     statements.execute().wait()

@@ -18,12 +18,8 @@ def connector_jars(settings: Settings) -> list[Path]:
     return jars
 
 
-def create_table_env(settings: Settings, job_name: str) -> Any:
-    """A streaming TableEnvironment with connectors, checkpointing and this interpreter for UDFs."""
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    conf = t_env.get_config()
+def flink_options(settings: Settings, job_name: str) -> dict[str, str]:
+    """The configuration every rtrec Flink job runs with (Table or DataStream API)."""
     options = {
         "pipeline.name": job_name,
         "pipeline.jars": ";".join(jar.as_uri() for jar in connector_jars(settings)),
@@ -34,6 +30,10 @@ def create_table_env(settings: Settings, job_name: str) -> Any:
         "execution.checkpointing.interval": f"{settings.flink.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.dir": _uri(settings.flink.checkpoint_dir),
+        # Kept when the job stops, so a restart (or a new version) can resume from it.
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "state.backend.type": settings.flink.state_backend,
+        "execution.checkpointing.incremental": "true",
         # A failing job must fail visibly, not retry forever.
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": "3",
@@ -45,7 +45,41 @@ def create_table_env(settings: Settings, job_name: str) -> Any:
         # watermark anyway.
         "table.exec.state.ttl": f"{settings.flink.state_ttl_ms} ms",
     }
-    for key, value in options.items():
+    restore = restore_path(settings)
+    if restore is not None:
+        options["execution.state-recovery.path"] = restore
+    return options
+
+
+def restore_path(settings: Settings) -> str | None:
+    """Where the job resumes from: ``flink.restore_from`` as given, or with ``latest`` the newest
+    completed checkpoint under ``flink.checkpoint_dir`` (None: start fresh)."""
+    wanted = settings.flink.restore_from
+    if not wanted:
+        return None
+    if wanted != "latest":
+        return wanted
+    found = latest_checkpoint(Path(settings.flink.checkpoint_dir))
+    if found is None:
+        raise RtrecError(
+            f"no completed checkpoint under {settings.flink.checkpoint_dir} to restore"
+        )
+    return found.as_uri()
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest completed checkpoint (``<job id>/chk-<n>`` holding ``_metadata``)."""
+    completed = [meta.parent for meta in checkpoint_dir.glob("*/chk-*/_metadata")]
+    return max(completed, key=lambda chk: chk.stat().st_mtime, default=None)
+
+
+def create_table_env(settings: Settings, job_name: str) -> Any:
+    """A streaming TableEnvironment with connectors, checkpointing and this interpreter for UDFs."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    conf = t_env.get_config()
+    for key, value in flink_options(settings, job_name).items():
         conf.set(key, value)
     return t_env
 

@@ -56,9 +56,27 @@ def raw_events_ddl(settings: Settings, table: str, group_id: str) -> str:
             # Resume from the group's committed offsets; a new group starts at the beginning.
             "scan.startup.mode": "group-offsets",
             "properties.auto.offset.reset": "earliest",
+            # Only what upstream transactions committed: aborted writes are not events.
+            "properties.isolation.level": "read_committed",
             "format": "raw",
         },
     )
+
+
+def sink_options(settings: Settings, table: str, topic: str) -> dict[str, str]:
+    """Options of every Kafka sink: the configured delivery guarantee. Exactly-once writes in
+    Kafka transactions committed with each checkpoint; the transactional id prefix names the
+    consumer group and the sink table, so no two sinks (or jobs) fence each other. Two sinks
+    on one topic need two tables."""
+    options = {
+        "topic": topic,
+        "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        "sink.delivery-guarantee": settings.flink.delivery_guarantee,
+    }
+    if settings.flink.delivery_guarantee == "exactly-once":
+        options["sink.transactional-id-prefix"] = f"{settings.flink.consumer_group}-{table}"
+        options["properties.transaction.timeout.ms"] = str(settings.flink.transaction_timeout_ms)
+    return options
 
 
 def dlq_ddl(settings: Settings, table: str, topic: str | None = None) -> str:
@@ -68,8 +86,7 @@ def dlq_ddl(settings: Settings, table: str, topic: str | None = None) -> str:
         DLQ_COLUMNS,
         {
             "connector": "kafka",
-            "topic": topic or settings.kafka.topics.dlq,
-            "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+            **sink_options(settings, table, topic or settings.kafka.topics.dlq),
             "format": "json",
         },
     )
@@ -87,8 +104,7 @@ def upsert_ddl(
         [*columns, f"PRIMARY KEY ({primary_key}) NOT ENFORCED"],
         {
             "connector": "upsert-kafka",
-            "topic": topic,
-            "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+            **sink_options(settings, table, topic),
             "key.format": "raw" if len(keys) == 1 else "json",
             "value.format": "json",
         },
