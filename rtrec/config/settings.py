@@ -98,6 +98,23 @@ class SimulatorSettings(Section):
     duplicate_share: float = Field(ge=0.0, le=1.0)
 
 
+class CfSettings(Section):
+    """Online item-item CF (docs/online_cf.md); the field names are rtrec.cf.CfParams's."""
+
+    weights: dict[str, float]
+    history_size: int = Field(ge=1)
+    history_ttl_ms: int = Field(ge=1)
+    decay_ms: int = Field(ge=1)
+    dedup_size: int = Field(ge=1)
+    max_partners: int = Field(ge=1)
+    neighbours: int = Field(ge=1)
+    candidates: int = Field(ge=1)
+    # Event-time period of the coalesced norm and ranking fan-outs.
+    flush_interval_ms: int = Field(ge=1)
+    # A safety net well above history_ttl_ms: a user's state outlives their history.
+    state_ttl_ms: int = Field(ge=1)
+
+
 class PrivacySettings(Section):
     pseudonymise: bool
     key_env: str
@@ -136,5 +153,6 @@ class Settings(Section):
     lake: LakeSettings
     producer: ProducerSettings
     simulator: SimulatorSettings
+    cf: CfSettings
     privacy: PrivacySettings
     local_services: LocalServicesSettings | None = None

@@ -1,0 +1,315 @@
+"""Online item-item CF on Flink: the four keyed stages of docs/online_cf.md around ``rtrec.cf``.
+
+``build_online_cf_pipeline`` does no I/O: it takes a DataStream of ``rtrec.cf.CfEvent`` carrying
+event-time timestamps and watermarks, and returns the output DataStreams, so a test feeds a
+collection while ``run_online_cf_job`` wires Kafka in and out. The operators only load state,
+call the pure functions and route what they return; the coalesced fan-outs (``flush_row``,
+``flush_neighbours``) run on event-time timers, which the final watermark of a bounded input
+fires, so a bounded run ends at quiescence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from rtrec.cf import (
+    CfEvent,
+    CfParams,
+    CfScores,
+    NeighbourPush,
+    Neighbours,
+    NeighbourState,
+    NormUpdate,
+    Outcome,
+    PartnerUpdate,
+    RowState,
+    ScoreState,
+    Subscription,
+    UserProfile,
+    UserState,
+    apply_partner_update,
+    apply_profile,
+    apply_push,
+    apply_row_delta,
+    apply_user_event,
+    flush_neighbours,
+    flush_row,
+    push_on_subscription,
+    push_to_subscribers,
+)
+from rtrec.config import Settings
+from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, USER_ID
+from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
+
+JOB_NAME = "rtrec-online-cf"
+NEIGHBOURS = "neighbours"
+SCORE = "score"
+SCORES = "scores"
+NEIGHBOUR_ROW_NAMES = [ITEM_ID, SCORE]
+
+
+@dataclass(frozen=True)
+class OnlineCfStreams:
+    neighbours: Any  # DataStream of rtrec.cf.Neighbours: the latest per item is current
+    scores: Any  # DataStream of rtrec.cf.CfScores: the latest per user is current
+
+
+def build_online_cf_pipeline(
+    events: Any, params: CfParams, flush_interval_ms: int, state_ttl_ms: int | None = None
+) -> OnlineCfStreams:
+    """Wire the four stages over ``events``, a DataStream of CfEvent with event-time
+    timestamps and watermarks in which each user's events are still in arrival order (keep
+    every connection before this FORWARD, as ``read_valid_events`` does).
+
+    ``flush_interval_ms`` is the event-time period of the coalesced fan-outs; ``state_ttl_ms``
+    the processing-time safety TTL on all state (None: none).
+    """
+    from pyflink.common import Time, Types
+    from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+    from pyflink.datastream.state import (
+        MapStateDescriptor,
+        StateTtlConfig,
+        ValueStateDescriptor,
+    )
+
+    # Type infos cache Java objects once used, and the functions below are pickled with their
+    # closures: so each use builds its own instead of sharing one.
+    subscriptions_tag = OutputTag("subscriptions", Types.PICKLED_BYTE_ARRAY())
+    profiles_tag = OutputTag("profiles", Types.PICKLED_BYTE_ARRAY())
+    pushes_tag = OutputTag("pushes", Types.PICKLED_BYTE_ARRAY())
+
+    def with_ttl(descriptor: Any) -> Any:
+        if state_ttl_ms is not None:
+            descriptor.enable_time_to_live(
+                StateTtlConfig.new_builder(Time.milliseconds(state_ttl_ms)).build()
+            )
+        return descriptor
+
+    def value_state(context: RuntimeContext, name: str) -> Any:
+        return context.get_state(with_ttl(ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())))
+
+    def next_flush(ctx: Any) -> int:
+        # Aligned boundaries, so a burst of changes on one key shares one timer.
+        return int((ctx.timestamp() // flush_interval_ms + 1) * flush_interval_ms)
+
+    class History(KeyedProcessFunction):  # type: ignore[misc]
+        """Stage 1, keyed by user."""
+
+        def open(self, context: RuntimeContext) -> None:
+            self.state = value_state(context, "user")
+            metrics = context.get_metrics_group()
+            self.ignored = {
+                outcome: metrics.counter(f"rtrec_cf_{outcome.value}_events")
+                for outcome in (Outcome.DUPLICATE, Outcome.LATE)
+            }
+
+        def process_element(self, event: CfEvent, ctx: Any) -> Iterator[Any]:
+            state, step = apply_user_event(self.state.value() or UserState(), event, params)
+            if step.outcome in self.ignored:
+                self.ignored[step.outcome].inc()
+            if step.outcome is not Outcome.APPLIED:
+                return
+            self.state.update(state)
+            yield from step.row_deltas
+            for subscription in step.subscriptions:
+                yield subscriptions_tag, subscription
+            yield profiles_tag, step.profile
+
+    class Rows(KeyedProcessFunction):  # type: ignore[misc]
+        """Stage 2, keyed by item."""
+
+        def open(self, context: RuntimeContext) -> None:
+            self.state = value_state(context, "row")
+
+        def process_element(self, delta: Any, ctx: Any) -> Iterator[PartnerUpdate | NormUpdate]:
+            before = self.state.value() or RowState()
+            state, messages = apply_row_delta(before, delta, params)
+            if state.norm_moved and not before.norm_moved:
+                ctx.timer_service().register_event_time_timer(next_flush(ctx))
+            self.state.update(state)
+            yield from messages
+
+        def on_timer(self, timestamp: int, ctx: Any) -> Iterator[PartnerUpdate]:
+            state, messages = flush_row(ctx.get_current_key(), self.state.value() or RowState())
+            self.state.update(state)
+            yield from messages
+
+    class ItemNeighbours(KeyedProcessFunction):  # type: ignore[misc]
+        """Stage 3, keyed by item: rankings and the users subscribed to them."""
+
+        def open(self, context: RuntimeContext) -> None:
+            self.state = value_state(context, "neighbours")
+            self.subscribers = context.get_map_state(
+                with_ttl(MapStateDescriptor("subscribers", Types.STRING(), Types.BOOLEAN()))
+            )
+
+        def process_element(self, message: Any, ctx: Any) -> Iterator[Any]:
+            before = self.state.value() or NeighbourState()
+            if isinstance(message, Subscription):
+                if message.active:
+                    self.subscribers.put(message.user, True)
+                else:
+                    self.subscribers.remove(message.user)
+                yield pushes_tag, push_on_subscription(message, before.neighbours)
+                return
+            state = apply_partner_update(before, message, params)
+            if state.neighbours != state.published and before.neighbours == before.published:
+                ctx.timer_service().register_event_time_timer(next_flush(ctx))
+            self.state.update(state)
+
+        def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+            item = ctx.get_current_key()
+            state, changed = flush_neighbours(item, self.state.value() or NeighbourState())
+            if changed is None:
+                return
+            self.state.update(state)
+            yield changed
+            for push in push_to_subscribers(changed, self.subscribers.keys()):
+                yield pushes_tag, push
+
+    class Scores(KeyedProcessFunction):  # type: ignore[misc]
+        """Stage 4, keyed by user."""
+
+        def open(self, context: RuntimeContext) -> None:
+            self.state = value_state(context, "scores")
+
+        def process_element(self, message: Any, ctx: Any) -> Iterator[CfScores]:
+            before = self.state.value() or ScoreState()
+            if isinstance(message, UserProfile):
+                state, scores = apply_profile(before, message, params)
+            else:
+                state, scores = apply_push(before, message, params)
+            self.state.update(state)
+            if scores is not None:
+                yield scores
+
+    string = Types.STRING()
+    history = (
+        events.key_by(_user_of, key_type=string)
+        .process(History(), Types.PICKLED_BYTE_ARRAY())
+        .name("history")
+    )
+    rows = (
+        history.key_by(_item_of, key_type=string)
+        .process(Rows(), Types.PICKLED_BYTE_ARRAY())
+        .name("rows")
+    )
+    item_neighbours = (
+        rows.union(history.get_side_output(subscriptions_tag))
+        .key_by(_item_of, key_type=string)
+        .process(ItemNeighbours(), Types.PICKLED_BYTE_ARRAY())
+        .name("neighbours")
+    )
+    scores = (
+        history.get_side_output(profiles_tag)
+        .union(item_neighbours.get_side_output(pushes_tag))
+        .key_by(_user_of, key_type=string)
+        .process(Scores(), Types.PICKLED_BYTE_ARRAY())
+        .name("scores")
+    )
+    return OnlineCfStreams(neighbours=item_neighbours, scores=scores)
+
+
+def read_valid_events(t_env: Any, raw_events: str) -> Any:
+    """The valid events of the registered raw event table ``raw_events`` (columns ``payload``,
+    ``kafka_ts`` and the rowtime, see ``rtrec.streaming.kafka.raw_events_ddl``) as a DataStream
+    of CfEvent whose timestamps and watermarks are the table's event time.
+
+    Every step after the source is a forward connection, so each user's events keep the order
+    of their Kafka partition; invalid payloads are the behaviour-features job's to dead-letter.
+    """
+    from pyflink.common import Types
+
+    from rtrec.streaming.udfs import parse_event_udtf
+
+    t_env.create_temporary_system_function("parse_event", parse_event_udtf())
+    fields = ", ".join(f"p.`{f}`" for f in (EVENT_ID, USER_ID, ITEM_ID, EVENT_TYPE, EVENT_TS))
+    columns = ", ".join(f"`{c}`" for c in PARSED_COLUMNS)
+    valid = t_env.sql_query(
+        f"SELECT {fields} FROM `{raw_events}` AS r, "
+        f"LATERAL TABLE(parse_event(r.payload, r.kafka_ts)) AS p({columns}) "
+        f"WHERE p.`{PARSE_ERROR}` IS NULL"
+    )
+    return t_env.to_data_stream(valid).map(
+        lambda row: CfEvent(*row), output_type=Types.PICKLED_BYTE_ARRAY()
+    )
+
+
+def run_online_cf_job(settings: Settings) -> None:
+    """Kafka in, Kafka out (upsert topics keyed by item and by user); runs until cancelled."""
+    from pyflink.common import Types
+
+    from rtrec.streaming.kafka import raw_events_ddl, upsert_ddl
+    from rtrec.streaming.stream_env import create_stream_env
+
+    cf = settings.cf
+    params = CfParams(
+        **cf.model_dump(exclude={"flush_interval_ms", "state_ttl_ms"}),
+    )
+    env, t_env = create_stream_env(settings, JOB_NAME)
+    topics = settings.kafka.topics
+    t_env.execute_sql(raw_events_ddl(settings, "events_raw", f"{settings.flink.consumer_group}-cf"))
+    events = read_valid_events(t_env, "events_raw")
+    streams = build_online_cf_pipeline(
+        events,
+        params,
+        cf.flush_interval_ms,
+        state_ttl_ms=cf.state_ttl_ms,
+    )
+
+    ranked = Types.OBJECT_ARRAY(
+        Types.ROW_NAMED(NEIGHBOUR_ROW_NAMES, [Types.STRING(), Types.DOUBLE()])
+    )
+    neighbour_rows = streams.neighbours.map(
+        _neighbours_row,
+        output_type=Types.ROW_NAMED([ITEM_ID, NEIGHBOURS], [Types.STRING(), ranked]),
+    )
+    score_rows = streams.scores.map(
+        _scores_row, output_type=Types.ROW_NAMED([USER_ID, SCORES], [Types.STRING(), ranked])
+    )
+    ranked_sql = f"ARRAY<ROW<`{ITEM_ID}` STRING, `{SCORE}` DOUBLE>>"
+    t_env.execute_sql(
+        upsert_ddl(
+            settings,
+            "item_neighbours",
+            topics.item_neighbours,
+            [f"`{ITEM_ID}` STRING NOT NULL", f"`{NEIGHBOURS}` {ranked_sql}"],
+            ITEM_ID,
+        )
+    )
+    t_env.execute_sql(
+        upsert_ddl(
+            settings,
+            "cf_scores",
+            topics.cf_scores,
+            [f"`{USER_ID}` STRING NOT NULL", f"`{SCORES}` {ranked_sql}"],
+            USER_ID,
+        )
+    )
+    statements = t_env.create_statement_set()
+    statements.add_insert("item_neighbours", t_env.from_data_stream(neighbour_rows))
+    statements.add_insert("cf_scores", t_env.from_data_stream(score_rows))
+    statements.attach_as_datastream()
+    env.execute(JOB_NAME)
+
+
+def _user_of(message: CfEvent | UserProfile | NeighbourPush) -> str:
+    return message.user_id if isinstance(message, CfEvent) else message.user
+
+
+def _item_of(message: Any) -> str:
+    return str(message.item)
+
+
+def _neighbours_row(record: Neighbours) -> Any:
+    from pyflink.common import Row
+
+    return Row(record.item, [Row(item, score) for item, score in record.neighbours])
+
+
+def _scores_row(record: CfScores) -> Any:
+    from pyflink.common import Row
+
+    return Row(record.user, [Row(item, score) for item, score in record.scores])

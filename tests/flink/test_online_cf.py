@@ -1,0 +1,92 @@
+"""The online CF job on a local mini-cluster at parallelism 2 ends where the pure core says."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtrec.cf import CfEvent, CfParams, compute_reference
+from rtrec.config import load_settings
+from rtrec.schema import encode
+
+pytestmark = [pytest.mark.component, pytest.mark.flink]
+
+
+def _events(seed: int, count: int) -> list[CfEvent]:
+    """Skewed traffic with impressions, re-sends and a few events later than the TTL."""
+    rng = random.Random(seed)
+    kinds = ("view", "view", "view", "click", "add_to_cart", "purchase", "impression")
+    clocks = dict.fromkeys((f"u{n}" for n in range(25)), 1_700_000_000_000)
+    events: list[CfEvent] = []
+    for n in range(count):
+        user = rng.choice(sorted(clocks))
+        clocks[user] += rng.randrange(0, 600_000)
+        late = rng.random() < 0.03
+        ts = clocks[user] - (rng.randrange(0, 8 * 86_400_000) if late else 0)
+        item = f"i{int(rng.paretovariate(1.3)) % 30}"
+        events.append(CfEvent(f"e{n}", user, item, rng.choice(kinds), ts))
+        if rng.random() < 0.03:
+            events.append(events[rng.randrange(len(events))])  # a re-send
+    return events
+
+
+def _payload(event: CfEvent) -> bytes:
+    return encode(
+        {
+            "event_id": event.event_id,
+            "user_id": event.user_id,
+            "session_id": f"s-{event.user_id}",
+            "item_id": event.item_id,
+            "event_type": event.event_type,
+            "event_ts": event.event_ts,
+        }
+    )
+
+
+def test_job_output_equals_the_pure_core_at_quiescence(tmp_path: Path) -> None:
+    from rtrec.streaming.online_cf import build_online_cf_pipeline, read_valid_events
+    from rtrec.streaming.stream_env import create_stream_env
+
+    settings = load_settings("local", [f"flink.checkpoint_dir={tmp_path / 'checkpoints'}"])
+    assert settings.flink.parallelism == 2
+    params = CfParams(history_size=10, neighbours=5, candidates=8)
+    events = _events(3, 1500)
+    reference = compute_reference(events, params)
+    assert reference.capped == ()  # the caps are not reached, so equality is the contract
+    assert len(reference.neighbours) > 20 and len(reference.scores) == 25
+
+    (tmp_path / "events.txt").write_bytes(b"\n".join(_payload(e) for e in events) + b"\n")
+    _, t_env = create_stream_env(settings, "rtrec-test-online-cf")
+    claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
+    # As the producer does, the Kafka timestamp equals the event time.
+    kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
+    t_env.execute_sql(
+        f"CREATE TEMPORARY TABLE raw_file (payload STRING, kafka_ts AS {kafka_ts}, "
+        f"event_time AS {kafka_ts}, WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND"
+        f") WITH ('connector' = 'filesystem', 'path' = '{tmp_path / 'events.txt'}', "
+        f"'format' = 'raw')"
+    )
+    streams = build_online_cf_pipeline(
+        read_valid_events(t_env, "raw_file"),
+        params,
+        flush_interval_ms=3_600_000,
+        state_ttl_ms=settings.cf.state_ttl_ms,  # as the job runs it
+    )
+    outputs = streams.neighbours.map(lambda n: ("item", n.item, n.neighbours)).union(
+        streams.scores.map(lambda s: ("user", s.user, s.scores))
+    )
+    latest: dict[tuple[str, str], Any] = {}
+    with outputs.execute_and_collect() as results:
+        for kind, key, ranked in results:  # upsert semantics: the last record per key holds
+            latest[kind, key] = ranked
+
+    neighbours = {k: v for (kind, k), v in latest.items() if kind == "item" and v}
+    scores = {k: v for (kind, k), v in latest.items() if kind == "user" and v}
+    for got, want in ((neighbours, reference.neighbours), (scores, reference.scores)):
+        assert got.keys() == want.keys()
+        for key, ranked in want.items():
+            assert [k for k, _ in got[key]] == [k for k, _ in ranked], key
+            assert [v for _, v in got[key]] == pytest.approx([v for _, v in ranked], rel=1e-9)
