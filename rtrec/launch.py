@@ -28,6 +28,13 @@ def flink_job_command(settings: Settings, job: str, config_args: Sequence[str]) 
     return [str(runtime_bin(settings, "flink", "python")), str(script), *config_args]
 
 
+def app_job_command(settings: Settings, job: str, config_args: Sequence[str]) -> list[str]:
+    """``python jobs/<job>.py`` in the app runtime (plain Python services such as the
+    online-store sync)."""
+    script = settings.root / "jobs" / f"{job}.py"
+    return [str(runtime_bin(settings, "app", "python")), str(script), *config_args]
+
+
 def spark_job_command(
     settings: Settings, job: str, config_args: Sequence[str], master: str = "local[2]"
 ) -> list[str]:

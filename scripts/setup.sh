@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Idempotent bootstrap: system packages, one Python environment per runtime and the pinned JVM jars.
 # Environments and jars live in a cache outside the checkout ($RTREC_CACHE, default
-# ~/.cache/rtrec), keyed by the hash of the lock file / Maven manifest that defines them, so a
-# fresh clone reuses them and a changed pin builds a new one. The checkout gets symlinks:
-# .venvs/<runtime> and .jars/<group>.
+# ~/.cache/rtrec), keyed by the hash of what defines them (lock file / Maven manifest), so a
+# changed pin builds a new one. An environment also holds this checkout installed editable, so
+# its key includes the checkout's path: two clones never run each other's code, and a clone at
+# the same path (CI) reuses it. Building one from uv's warm cache takes seconds (hard links).
+# The checkout gets symlinks: .venvs/<runtime> and .jars/<group>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -51,13 +53,14 @@ install_uv() {
 
 build_env() {  # name
   local name=$1 lock=requirements/$1.lock
-  local env=$cache/envs/$name-$(key_of "$lock" <(echo "$python $("$python" -V 2>&1)"))
+  local env=$cache/envs/$name-$(key_of "$lock" <(echo "$python $("$python" -V 2>&1) $root"))
   if [ ! -f "$env/.rtrec-complete" ]; then
-    say "creating the $name environment from $lock (first time for this lock: minutes)"
+    say "creating the $name environment from $lock (new lock or checkout: seconds from a warm cache, minutes from a cold one)"
     rm -rf "$env"
     mkdir -p "$cache/envs"
     "$uv" venv -q --python "$(command -v "$python")" "$env"
     VIRTUAL_ENV=$env "$uv" pip sync -q --python "$env/bin/python" "$lock"
+    echo "$root" > "$env/.rtrec-checkout"
     touch "$env/.rtrec-complete"
   fi
   # The project itself, editable, so jobs and Flink/Spark Python workers import this checkout.
@@ -85,10 +88,19 @@ resolve_jars() {  # group
   ln -sfn "$dir" ".jars/$group"
 }
 
+prune_envs() {  # environments of checkouts that no longer exist
+  local env
+  for env in "$cache"/envs/*/; do
+    [ -f "$env/.rtrec-checkout" ] && [ ! -d "$(cat "$env/.rtrec-checkout")" ] && rm -rf "$env"
+  done
+  return 0
+}
+
 start=$(date +%s)
 check_prerequisites
 install_system_packages
 install_uv
 for group in kafka flink spark; do resolve_jars "$group"; done
+prune_envs
 for name in ${RTREC_ENVS:-app flink spark}; do build_env "$name"; done
 say "done in $(( $(date +%s) - start )) s (cache: $cache)"
