@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import pytest
 
 from rtrec.config import Settings, load_settings
 from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTALS_GROUP
+from rtrec.launch import RunningJob
 from rtrec.local import State, down, ensure_topics, status, up
 from rtrec.local.process import group_members, pid_alive
 
@@ -147,3 +148,14 @@ def latest_totals(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
         else:
             latest[key[ENTITY_ID]] = json.loads(message.value())[FEATURES]
     return latest
+
+
+def wait_for(condition: Callable[[], bool], what: str, job: RunningJob, timeout_s: float) -> None:
+    """Poll ``condition`` until it holds; fail at once if ``job`` dies, or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        assert job.alive(), f"{job.name} died:\n{job.tail()}"
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}:\n{job.tail()}")

@@ -8,17 +8,16 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, consume_all, latest_totals
+from conftest import Stack, consume_all, latest_totals, wait_for
 
 from rtrec.config import Settings
 from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, TOTALS_GROUP, WINDOW_START
 from rtrec.features.user_counts import user_counts
-from rtrec.launch import RunningJob, flink_job_command, start_job
+from rtrec.launch import flink_job_command, start_job
 from rtrec.producer import produce
 from rtrec.sources.simulator import Simulator
 from rtrec.streaming.environment import latest_checkpoint
@@ -37,16 +36,6 @@ def traffic(settings: Settings) -> list[dict[str, Any]]:
         if n % 25 == 0:
             events.append(dict(event))
     return events
-
-
-def wait_for(condition: Callable[[], bool], what: str, job: RunningJob) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        assert job.alive(), f"the Flink job died:\n{job.tail()}"
-        time.sleep(2)
-    raise AssertionError(f"timed out waiting for {what}:\n{job.tail()}")
 
 
 def committed_windows(settings: Settings) -> Counter[tuple[str, str, int, str]]:
@@ -80,7 +69,9 @@ def run(stack: Stack, name: str, events: list[dict[str, Any]], logs: Path, crash
     job = start_job(name, command, logs / f"{name}.log")
     try:
         if crash:
-            wait_for(lambda: latest_checkpoint(checkpoints) is not None, "a checkpoint", job)
+            wait_for(
+                lambda: latest_checkpoint(checkpoints) is not None, "a checkpoint", job, TIMEOUT_S
+            )
             # The second half arrives over ~4 s; the job dies in the middle of it.
             sender = threading.Thread(target=_send_slowly, args=(settings, events[half:]))
             sender.start()
@@ -93,7 +84,7 @@ def run(stack: Stack, name: str, events: list[dict[str, Any]], logs: Path, crash
             job = start_job(name, command, logs / f"{name}-restored.log")
         else:
             produce(settings, events[half:], source="test")
-        wait_for(counted, "every event to be counted", job)
+        wait_for(counted, "every event to be counted", job, TIMEOUT_S)
         time.sleep(3 * settings.flink.checkpoint_interval_ms / 1000)  # windows still committing
     finally:
         job.stop()

@@ -5,29 +5,17 @@ never silently dropped, while on-time traffic keeps flowing."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import pytest
-from conftest import Stack, consume_all, latest_totals
+from conftest import Stack, consume_all, latest_totals, wait_for
 
-from rtrec.launch import RunningJob, flink_job_command, start_job
+from rtrec.launch import flink_job_command, start_job
 from rtrec.producer import produce
 from rtrec.sources.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 180
-
-
-def wait_for(condition: Callable[[], bool], what: str, job: RunningJob) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        assert job.alive(), f"the Flink job died:\n{job.tail()}"
-        time.sleep(3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_events_behind_the_watermark_go_to_the_late_topic(
@@ -48,6 +36,7 @@ def test_events_behind_the_watermark_go_to_the_late_topic(
             lambda: set(latest_totals(bootstrap, topics.user_features)) == expected_users,
             "the on-time events to be counted",
             job,
+            TIMEOUT_S,
         )
         # The watermark now trails the newest event by the configured delay. Events an hour
         # older than the newest one, from users never seen, are far behind it.
@@ -75,6 +64,7 @@ def test_events_behind_the_watermark_go_to_the_late_topic(
             lambda: "fresh-user" in latest_totals(bootstrap, topics.user_features),
             "the fresh events to be counted",
             job,
+            TIMEOUT_S,
         )
         routed = [json.loads(m.value()) for m in consume_all(bootstrap, topics.late_events)]
         assert len(routed) == len(late)
