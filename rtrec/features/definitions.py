@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rtrec.schema.events import ADD_TO_CART, CLICK, EVENT_TYPES, PURCHASE, VIEW
+from rtrec.schema.events import ADD_TO_CART, CLICK, EVENT_TYPES, IMPRESSION, PURCHASE, VIEW
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -69,9 +69,25 @@ CARTS = "carts"
 PURCHASES = "purchases"
 SESSION_FEATURES = (EVENTS, SESSION_LENGTH_MS, DISTINCT_ITEMS, CARTS, PURCHASES)
 
+# How much an event says about the shopper's interest; other types weigh 0.
+INTENT_WEIGHTS = {VIEW: 1.0, CLICK: 1.0, ADD_TO_CART: 3.0, PURCHASE: 5.0}
+
 # Item window features. Trending is the window's interactions weighted by intent.
 VIEWS = "views"
 CONVERSION = "conversion"
 TRENDING = "trending"
-TRENDING_WEIGHTS = {VIEW: 1.0, CLICK: 1.0, ADD_TO_CART: 3.0, PURCHASE: 5.0}
 ITEM_FEATURES = (VIEWS, CARTS, PURCHASES, CONVERSION, TRENDING)
+
+# Recent behaviour, updated on every event of the user (event time, not windowed): from the
+# user's last RECENT_EVENTS events, the distinct items and categories with the time each was
+# last touched (feature name = item or category id, value = epoch ms; newest first is a sort
+# by value), and each category's affinity: the intent weights of its events, each halved per
+# AFFINITY_HALF_LIFE_MS it lies behind the user's latest event. Impressions are what the
+# shopper was shown, not what they did, so they are not part of it.
+RECENT_EVENTS = 20
+AFFINITY_HALF_LIFE_MS = 6 * HOUR_MS
+RECENT_ITEMS_GROUP = "recent_items"
+RECENT_CATEGORIES_GROUP = "recent_categories"
+AFFINITY_GROUP = "category_affinity"
+RECENT_GROUPS = (RECENT_ITEMS_GROUP, RECENT_CATEGORIES_GROUP, AFFINITY_GROUP)
+NOT_RECENT = (IMPRESSION,)

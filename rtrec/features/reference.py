@@ -13,20 +13,33 @@ from rtrec.features.definitions import (
     CONVERSION,
     DISTINCT_ITEMS,
     EVENTS,
+    INTENT_WEIGHTS,
     ITEM_WINDOWS,
+    NOT_RECENT,
     PURCHASES,
+    RECENT_EVENTS,
     SESSION_GAP_MS,
     SESSION_GROUP,
     SESSION_LENGTH_MS,
     TRENDING,
-    TRENDING_WEIGHTS,
     USER_COUNT_FEATURES,
     USER_WINDOWS,
     VIEWS,
     HopWindow,
     type_count,
 )
-from rtrec.schema.events import ADD_TO_CART, EVENT_TS, EVENT_TYPE, ITEM_ID, PURCHASE, USER_ID, VIEW
+from rtrec.features.recent import recent_features
+from rtrec.schema.events import (
+    ADD_TO_CART,
+    CATEGORY_ID,
+    EVENT_ID,
+    EVENT_TS,
+    EVENT_TYPE,
+    ITEM_ID,
+    PURCHASE,
+    USER_ID,
+    VIEW,
+)
 
 Event = Mapping[str, Any]
 
@@ -87,12 +100,50 @@ def item_window_features(events: Iterable[Event]) -> list[FeatureRecord]:
                 CARTS: float(kinds.count(ADD_TO_CART)),
                 PURCHASES: purchases,
                 CONVERSION: purchases / views if views else 0.0,
-                TRENDING: sum(TRENDING_WEIGHTS.get(kind, 0.0) for kind in kinds),
+                TRENDING: sum(INTENT_WEIGHTS.get(kind, 0.0) for kind in kinds),
             }
             records.append(
                 FeatureRecord(item, window.group, start, start + window.size_ms, features)
             )
     return records
+
+
+def recent_records(events: Iterable[Event]) -> list[FeatureRecord]:
+    """The recent-behaviour groups as of every event (except ``NOT_RECENT`` types), over the
+    user's last ``RECENT_EVENTS`` such events in (event time, event id) order; the record spans
+    the oldest to the newest of them. Keyed by window start, so compare one user at a time or
+    the latest record per user (``latest_per_user``)."""
+    per_user: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        if event[EVENT_TYPE] not in NOT_RECENT:
+            per_user[event[USER_ID]].append(event)
+    records: list[FeatureRecord] = []
+    for user, user_events in per_user.items():
+        user_events.sort(key=lambda e: (e[EVENT_TS], e[EVENT_ID]))
+        for n in range(len(user_events)):
+            last = user_events[max(0, n + 1 - RECENT_EVENTS) : n + 1]
+            groups = recent_features(
+                [e[ITEM_ID] for e in last],
+                [e.get(CATEGORY_ID) for e in last],
+                [e[EVENT_TYPE] for e in last],
+                [e[EVENT_TS] for e in last],
+            )
+            first, now = last[0][EVENT_TS], last[-1][EVENT_TS]
+            records.extend(
+                FeatureRecord(user, group, first, now, features)
+                for group, features in groups.items()
+            )
+    return records
+
+
+def latest_per_user(records: Iterable[FeatureRecord]) -> dict[tuple[str, str], FeatureRecord]:
+    """The record of each (user, group) with the latest end: what an upsert topic ends with."""
+    latest: dict[tuple[str, str], FeatureRecord] = {}
+    for record in records:
+        key = (record.entity_id, record.group)
+        if key not in latest or record.window_end >= latest[key].window_end:
+            latest[key] = record
+    return latest
 
 
 def session_features(events: Iterable[Event]) -> list[FeatureRecord]:

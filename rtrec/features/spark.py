@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, GroupedData, Window
 from pyspark.sql import functions as F
@@ -25,14 +26,16 @@ from rtrec.features.definitions import (
     EVENTS,
     FEATURE_GROUP,
     FEATURES,
+    INTENT_WEIGHTS,
     ITEM_WINDOWS,
+    NOT_RECENT,
     PURCHASES,
+    RECENT_EVENTS,
     SESSION_GAP_MS,
     SESSION_GROUP,
     SESSION_LENGTH_MS,
     TOTALS_GROUP,
     TRENDING,
-    TRENDING_WEIGHTS,
     USER_WINDOWS,
     VIEWS,
     WINDOW_END,
@@ -40,9 +43,11 @@ from rtrec.features.definitions import (
     HopWindow,
     type_count,
 )
+from rtrec.features.recent import recent_features as recent_feature_maps
 from rtrec.features.user_counts import LAST_EVENT_TS
 from rtrec.schema.events import (
     ADD_TO_CART,
+    CATEGORY_ID,
     EVENT_ID,
     EVENT_TS,
     EVENT_TYPE,
@@ -93,7 +98,7 @@ def item_window_features(events: DataFrame) -> DataFrame:
     (purchases / views, 0 without views) and trending (interactions weighted by intent)."""
     views, purchases = _count(VIEW), _count(PURCHASE)
     trending = reduce(
-        Column.__add__, (F.lit(weight) * _count(kind) for kind, weight in TRENDING_WEIGHTS.items())
+        Column.__add__, (F.lit(weight) * _count(kind) for kind, weight in INTENT_WEIGHTS.items())
     )
     features = [
         (VIEWS, views),
@@ -132,6 +137,47 @@ def session_features(events: DataFrame) -> DataFrame:
     ]
     sessions = numbered.groupBy(USER_ID, "_session")
     return _records(sessions, USER_ID, SESSION_GROUP, first, last + SESSION_GAP_MS, features)
+
+
+def recent_features(events: DataFrame) -> DataFrame:
+    """Per user, the recent-behaviour groups as of their latest event, which is the record the
+    stream's upsert topic ends with: from the last ``RECENT_EVENTS`` events (types outside
+    ``NOT_RECENT``) in (event time, event id) order, spanning the oldest to the newest."""
+    newest_first = Window.partitionBy(USER_ID).orderBy(F.desc(EVENT_TS), F.desc(EVENT_ID))
+    last = (
+        events.where(~F.col(EVENT_TYPE).isin(*NOT_RECENT))
+        .withColumn("_rank", F.row_number().over(newest_first))
+        .where(F.col("_rank") <= RECENT_EVENTS)
+    )
+    # One list of structs, so the four fields of an event stay together.
+    collected = last.groupBy(USER_ID).agg(
+        F.collect_list(F.struct(ITEM_ID, CATEGORY_ID, EVENT_TYPE, EVENT_TS)).alias("_events"),
+        F.min(EVENT_TS).alias(WINDOW_START),
+        F.max(EVENT_TS).alias(WINDOW_END),
+    )
+    # Plain pickled rows (useArrow False): the struct fields are read by name.
+    groups = F.udf(
+        _recent_groups,
+        f"array<struct<{FEATURE_GROUP}: string, {FEATURES}: map<string, double>>>",
+        useArrow=False,
+    )
+    return collected.select(
+        F.col(USER_ID).alias(ENTITY_ID),
+        F.explode(groups("_events")).alias("_group"),
+        WINDOW_START,
+        WINDOW_END,
+    ).select(ENTITY_ID, f"_group.{FEATURE_GROUP}", WINDOW_START, WINDOW_END, f"_group.{FEATURES}")
+
+
+def _recent_groups(events: list[Any]) -> list[tuple[str, dict[str, float]]]:
+    # The same function the stream calls, so the floats agree to the bit.
+    maps = recent_feature_maps(
+        [e[ITEM_ID] for e in events],
+        [e[CATEGORY_ID] for e in events],
+        [e[EVENT_TYPE] for e in events],
+        [e[EVENT_TS] for e in events],
+    )
+    return list(maps.items())
 
 
 def user_totals(events: DataFrame) -> DataFrame:

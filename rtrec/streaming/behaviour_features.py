@@ -6,7 +6,8 @@ columns ``payload``, ``kafka_ts`` (when Kafka received it), ``kafka_partition``,
 ``rtrec.streaming.kafka.raw_events_ddl``), and returns the result tables, so tests feed files
 and collect results while ``run_behaviour_features_job`` wires Kafka in and out. All
 aggregation is SQL, so it runs in the JVM; Python only validates payloads (the shared
-validator) and counts late events.
+validator), counts late events and turns each user's last events, collected by SQL, into the
+recent-behaviour maps (``rtrec.features.recent``).
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from rtrec.features.definitions import (
     EVENTS,
     FEATURE_GROUP,
     FEATURES,
+    INTENT_WEIGHTS,
     ITEM_WINDOWS,
+    NOT_RECENT,
     PURCHASES,
+    RECENT_EVENTS,
     SESSION_GAP_MS,
     SESSION_GROUP,
     SESSION_LENGTH_MS,
     TOTALS_GROUP,
     TRENDING,
-    TRENDING_WEIGHTS,
     USER_WINDOWS,
     VIEWS,
     WINDOW_END,
@@ -41,6 +44,7 @@ from rtrec.features.definitions import (
 from rtrec.features.user_counts import LAST_EVENT_TS
 from rtrec.schema.events import (
     ADD_TO_CART,
+    CATEGORY_ID,
     EVENT_ID,
     EVENT_TS,
     EVENT_TYPE,
@@ -52,7 +56,7 @@ from rtrec.schema.events import (
 )
 from rtrec.schema.flink import interval
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
-from rtrec.streaming.udfs import late_reason_udf, parse_event_udtf
+from rtrec.streaming.udfs import late_reason_udf, parse_event_udtf, recent_features_udtf
 
 JOB_NAME = "rtrec-behaviour-features"
 SOURCE = "flink:behaviour_features"
@@ -71,7 +75,7 @@ class BehaviourFeatureTables:
     dead_letters: Any  # raw, reason, source, Kafka coordinates: payloads that are not events
     late_events: Any  # the same columns: valid events at or behind the watermark
     user_totals: Any  # running totals per user: an updating table keyed (user, group)
-    user_features: Any  # window and session records of users (append-only)
+    user_features: Any  # window, session and recent records of users (append-only)
     item_features: Any  # window records of items (append-only)
 
 
@@ -109,6 +113,7 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
     """Define the job's result tables over the raw event table ``raw_events``."""
     t_env.create_temporary_system_function("parse_event", parse_event_udtf())
     t_env.create_temporary_system_function("late_reason", late_reason_udf())
+    t_env.create_temporary_system_function("recent_features", recent_features_udtf())
     columns = ", ".join(f"`{c}`" for c in PARSED_COLUMNS)
     # CURRENT_WATERMARK is this operator's watermark: an event at or behind it would be dropped
     # by every window downstream, so it is routed to the late-events topic instead.
@@ -134,7 +139,7 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
         (EVENTS, "CAST(COUNT(*) AS DOUBLE)"),
         *((type_count(t), _count(_is(t))) for t in EVENT_TYPES),
     ]
-    trending = " + ".join(f"{weight} * {_count(_is(t))}" for t, weight in TRENDING_WEIGHTS.items())
+    trending = " + ".join(f"{weight} * {_count(_is(t))}" for t, weight in INTENT_WEIGHTS.items())
     views, purchases = _count(_is(VIEW)), _count(_is(PURCHASE))
     item_counts = [
         (VIEWS, views),
@@ -169,6 +174,27 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
         f"FROM TABLE(SESSION(TABLE accepted PARTITION BY `{USER_ID}`, DESCRIPTOR(event_time), "
         f"{interval(SESSION_GAP_MS)})) GROUP BY `{USER_ID}`, window_start, window_end",
     ]
+    # The user's last events collected in the JVM by a rows OVER window (emitted per event when
+    # the watermark passes it); the arrays stay aligned because the row leaving the window is
+    # always the oldest, so each ARRAY_AGG drops its first equal element, which is that row's.
+    # Python only turns the arrays into maps and sums the decayed weights.
+    not_recent = ", ".join(f"'{t}'" for t in NOT_RECENT)
+    t_env.execute_sql(
+        f"CREATE TEMPORARY VIEW recent_events AS SELECT `{USER_ID}`, `{EVENT_TS}`, "
+        f"MIN(`{EVENT_TS}`) OVER w AS first_ts, ARRAY_AGG(`{ITEM_ID}`) OVER w AS items, "
+        f"ARRAY_AGG(COALESCE(`{CATEGORY_ID}`, '')) OVER w AS categories, "
+        f"ARRAY_AGG(`{EVENT_TYPE}`) OVER w AS event_types, "
+        f"ARRAY_AGG(`{EVENT_TS}`) OVER w AS timestamps "
+        f"FROM accepted WHERE `{EVENT_TYPE}` NOT IN ({not_recent}) "
+        f"WINDOW w AS (PARTITION BY `{USER_ID}` ORDER BY event_time "
+        f"ROWS BETWEEN {RECENT_EVENTS - 1} PRECEDING AND CURRENT ROW)"
+    )
+    user_queries.append(
+        f"SELECT `{USER_ID}` AS `{ENTITY_ID}`, g.`{FEATURE_GROUP}`, first_ts AS `{WINDOW_START}`, "
+        f"`{EVENT_TS}` AS `{WINDOW_END}`, g.`{FEATURES}` FROM recent_events, "
+        f"LATERAL TABLE(recent_features(items, categories, event_types, timestamps)) "
+        f"AS g(`{FEATURE_GROUP}`, `{FEATURES}`)"
+    )
     item_queries = [_hop("accepted", ITEM_ID, window, item_counts) for window in ITEM_WINDOWS]
     return BehaviourFeatureTables(
         dead_letters=t_env.sql_query(

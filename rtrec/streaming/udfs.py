@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from rtrec.features.recent import recent_features
 from rtrec.schema.events import EVENT_SCHEMA
 from rtrec.schema.fields import Kind
 from rtrec.schema.wire import parsed_row
@@ -34,6 +35,25 @@ def parse_event_udtf() -> Any:
     }
     result_types = [DataTypes.STRING(), *(kinds[f.kind] for f in EVENT_SCHEMA.fields)]
     return udtf(_parse_event, result_types=result_types, name="parse_event")
+
+
+def _recent_features(
+    items: list[str], categories: list[str], event_types: list[str], timestamps: list[int]
+) -> Iterator[tuple[str, dict[str, float]]]:
+    yield from recent_features(items, categories, event_types, timestamps).items()
+
+
+def recent_features_udtf() -> Any:
+    """``recent_features(items, categories, event_types, timestamps)``: one row (group,
+    features) per recent-behaviour group, from the arrays of a user's last events. A table
+    function, so the groups of one event cost one call."""
+    from pyflink.table import DataTypes
+    from pyflink.table.udf import udtf
+
+    features = DataTypes.MAP(DataTypes.STRING(), DataTypes.DOUBLE())
+    return udtf(
+        _recent_features, result_types=[DataTypes.STRING(), features], name="recent_features"
+    )
 
 
 LATE_EVENTS_METRIC = "rtrec_late_events"

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from rtrec.config import load_settings
-from rtrec.features.definitions import TOTALS_GROUP
+from rtrec.features.definitions import RECENT_GROUPS, TOTALS_GROUP
 from rtrec.features.reference import (
     FeatureRecord,
     item_window_features,
+    recent_records,
     session_features,
     user_window_features,
 )
@@ -86,12 +87,21 @@ def accepted(lines: list[bytes]) -> list[dict[str, Any]]:
     return events
 
 
-def windows(rows: list[tuple[str, tuple[Any, ...]]]) -> dict[tuple[str, str, int], FeatureRecord]:
-    """Append-only window records by (entity, group, window start)."""
-    found = {}
+def records(rows: list[tuple[str, tuple[Any, ...]]]) -> list[FeatureRecord]:
+    """Append-only feature records."""
+    found = []
     for kind, (entity, group, start, end, features) in rows:
-        assert kind == "INSERT", "window results are final: no updates"
-        record = FeatureRecord(entity, group, start, end, dict(features))
+        assert kind == "INSERT", "window and recent records are final: no updates"
+        found.append(FeatureRecord(entity, group, start, end, dict(features)))
+    return found
+
+
+def windows(rows: list[tuple[str, tuple[Any, ...]]]) -> dict[tuple[str, str, int], FeatureRecord]:
+    """Window records by (entity, group, window start)."""
+    found = {}
+    for record in records(rows):
+        if record.group in RECENT_GROUPS:
+            continue
         assert record.key not in found, f"window emitted twice: {record.key}"
         found[record.key] = record
     return found
@@ -111,6 +121,21 @@ def test_user_windows_and_sessions_equal_the_reference(results: dict[str, Any]) 
     expected = {r.key: r for r in [*user_window_features(events), *session_features(events)]}
     got = windows(results["user_features"])
     assert set(got) == set(expected)
+    assert got == expected
+
+
+def test_recent_items_categories_and_affinity_equal_the_reference(
+    results: dict[str, Any],
+) -> None:
+    def by_event(found: list[FeatureRecord]) -> dict[tuple[str, str, int], FeatureRecord]:
+        # One record per group and event; the simulator gives no user two events at one time.
+        keyed = {(r.entity_id, r.group, r.window_end): r for r in found}
+        assert len(keyed) == len(found)
+        return keyed
+
+    got = by_event([r for r in records(results["user_features"]) if r.group in RECENT_GROUPS])
+    expected = by_event(recent_records(accepted(results["lines"])))
+    assert len(got) > 1000 and {r.group for r in got.values()} == set(RECENT_GROUPS)
     assert got == expected
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,18 +136,27 @@ def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any
         consumer.close()
 
 
-def latest_totals(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
-    """The compacted view of the upsert topic's ``totals`` group: the last value per user."""
-    latest: dict[str, dict[str, float]] = {}
+def latest_records(
+    bootstrap: str, topic: str, groups: Collection[str]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The compacted view of an upsert feature topic, for the feature groups ``groups``: the
+    last record per (entity, group)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for message in consume_all(bootstrap, topic):
         key = json.loads(message.key())
-        if key[FEATURE_GROUP] != TOTALS_GROUP:
+        if key[FEATURE_GROUP] not in groups:
             continue
         if message.value() is None:  # a tombstone
-            latest.pop(key[ENTITY_ID], None)
+            latest.pop((key[ENTITY_ID], key[FEATURE_GROUP]), None)
         else:
-            latest[key[ENTITY_ID]] = json.loads(message.value())[FEATURES]
+            latest[(key[ENTITY_ID], key[FEATURE_GROUP])] = json.loads(message.value())
     return latest
+
+
+def latest_totals(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
+    """The last ``totals`` features per user on an upsert feature topic."""
+    latest = latest_records(bootstrap, topic, [TOTALS_GROUP])
+    return {user: record[FEATURES] for (user, _), record in latest.items()}
 
 
 def wait_for(condition: Callable[[], bool], what: str, job: RunningJob, timeout_s: float) -> None:

@@ -1,6 +1,7 @@
 """Stream/batch parity on real Kafka: the same events (out of order, re-sent, malformed and
 late) through the Flink features job and, via Spark ingest into Delta bronze, through the Spark
-twin. Every window, session and total the stream committed equals the batch result exactly."""
+twin. Every window, session and total the stream committed, and each user's latest recent
+items, categories and category affinity, equal the batch result exactly."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Stack, consume_all, latest_totals
+from conftest import Stack, consume_all, latest_records, latest_totals
 
 from rtrec.features.definitions import (
     ENTITY_ID,
     FEATURE_GROUP,
     FEATURES,
+    RECENT_GROUPS,
     TOTALS_GROUP,
     WINDOW_END,
     WINDOW_START,
@@ -60,7 +62,8 @@ def stream_windows(bootstrap: str, topics: list[str]) -> set[tuple[str, str, int
     for topic in topics:
         for message in consume_all(bootstrap, topic):
             value = json.loads(message.value())
-            if value[FEATURE_GROUP] != TOTALS_GROUP:
+            # Totals and recent groups are updated in place; the rest are final per window.
+            if value[FEATURE_GROUP] not in (TOTALS_GROUP, *RECENT_GROUPS):
                 found.add(record_key(value))
     return found
 
@@ -144,7 +147,9 @@ def test_stream_and_batch_compute_the_same_features(
 
     user_rows, item_rows = batch("user_features"), batch("item_features")
     batch_windows = {
-        record_key(r) for r in [*user_rows, *item_rows] if r[FEATURE_GROUP] != TOTALS_GROUP
+        record_key(r)
+        for r in [*user_rows, *item_rows]
+        if r[FEATURE_GROUP] not in (TOTALS_GROUP, *RECENT_GROUPS)
     }
     streamed = {
         key
@@ -164,3 +169,15 @@ def test_stream_and_batch_compute_the_same_features(
     }
     assert stream_totals == batch_totals
     assert not any(user.startswith("late-user") for user in [*batch_totals, *stream_totals])
+
+    # The recent groups as of each user's latest event, including the bounds of what they span.
+    stream_recent = {
+        record_key(record)
+        for (user, _), record in latest_records(
+            bootstrap, topics.user_features, RECENT_GROUPS
+        ).items()
+        if not user.startswith("marker")
+    }
+    batch_recent = {record_key(r) for r in user_rows if r[FEATURE_GROUP] in RECENT_GROUPS}
+    assert len(batch_recent) == len(RECENT_GROUPS) * len(batch_totals)
+    assert stream_recent == batch_recent

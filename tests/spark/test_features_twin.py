@@ -20,6 +20,7 @@ from rtrec.features.definitions import (
     FEATURE_GROUP,
     FEATURES,
     MINUTE_MS,
+    RECENT_GROUPS,
     SESSION_GAP_MS,
     SESSION_GROUP,
     SESSION_LENGTH_MS,
@@ -31,6 +32,8 @@ from rtrec.features.definitions import (
 from rtrec.features.reference import (
     FeatureRecord,
     item_window_features,
+    latest_per_user,
+    recent_records,
     session_features,
     user_window_features,
 )
@@ -196,6 +199,7 @@ def twin(spark: Any, traffic: Traffic) -> dict[str, Any]:
         "sessions": as_records(features.session_features(accepted).collect()),
         "item_windows": as_records(features.item_window_features(accepted).collect()),
         "totals": as_records(features.user_totals(accepted).collect()),
+        "recent": as_records(features.recent_features(accepted).collect()),
     }
 
 
@@ -233,6 +237,15 @@ def test_sessions_equal_the_reference(twin: dict[str, Any], traffic: Traffic) ->
 def test_item_windows_equal_the_reference(twin: dict[str, Any], traffic: Traffic) -> None:
     expected = {r.key: r for r in item_window_features(reference_accepted(traffic))}
     assert twin["item_windows"] == expected
+
+
+def test_recent_groups_equal_the_reference_as_of_each_users_latest_event(
+    twin: dict[str, Any], traffic: Traffic
+) -> None:
+    latest = latest_per_user(recent_records(reference_accepted(traffic)))
+    expected = {r.key: r for r in latest.values()}
+    assert twin["recent"] == expected
+    assert {r.group for r in expected.values()} == set(RECENT_GROUPS)
 
 
 def test_totals_count_each_accepted_event_once(twin: dict[str, Any], traffic: Traffic) -> None:

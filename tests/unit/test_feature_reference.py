@@ -3,15 +3,23 @@
 import pytest
 
 from rtrec.features.definitions import (
+    AFFINITY_GROUP,
+    AFFINITY_HALF_LIFE_MS,
     ITEM_WINDOWS,
     MINUTE_MS,
+    RECENT_CATEGORIES_GROUP,
+    RECENT_EVENTS,
+    RECENT_ITEMS_GROUP,
     SESSION_GAP_MS,
     USER_WINDOWS,
     HopWindow,
 )
+from rtrec.features.recent import recent_features
 from rtrec.features.reference import (
     hop_starts,
     item_window_features,
+    latest_per_user,
+    recent_records,
     session_features,
     user_window_features,
 )
@@ -24,14 +32,54 @@ pytestmark = pytest.mark.unit
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a whole day
 
 
-def ev(n: int, user: str, kind: str, ts: int, item: str = "i1") -> dict[str, object]:
+def ev(
+    n: int, user: str, kind: str, ts: int, item: str = "i1", category: str | None = None
+) -> dict[str, object]:
     return {
         "event_id": f"e{n}",
         "user_id": user,
         "item_id": item,
         "event_type": kind,
         "event_ts": ts,
+        "category_id": category,
     }
+
+
+def test_recent_maps_keep_the_last_touch_and_decay_affinity_by_half_lives() -> None:
+    h = AFFINITY_HALF_LIFE_MS
+    groups = recent_features(
+        items=["a", "b", "a", "c", "d"],
+        categories=["shoes", "hats", "shoes", None, ""],
+        event_types=["view", "add_to_cart", "purchase", "view", "remove_from_cart"],
+        timestamps=[T0, T0 + h, T0 + 2 * h, T0 + 2 * h, T0 + 3 * h],
+    )
+    assert groups[RECENT_ITEMS_GROUP] == {
+        "a": T0 + 2 * h, "b": T0 + h, "c": T0 + 2 * h, "d": T0 + 3 * h,
+    }  # fmt: skip
+    assert groups[RECENT_CATEGORIES_GROUP] == {"shoes": T0 + 2 * h, "hats": T0 + h}
+    # Relative to the newest event (T0 + 3h): view 1 three half-lives back, purchase 5 one
+    # back; add_to_cart 3 two back. remove_from_cart weighs nothing.
+    assert groups[AFFINITY_GROUP] == {"shoes": 1 / 8 + 5 / 2, "hats": 3 / 4}
+
+
+def test_recent_maps_do_not_depend_on_the_order_of_the_arrays() -> None:
+    rows = [("a", "x", "view", T0 + 7), ("b", "y", "click", T0 + 3), ("c", "x", "purchase", T0)]
+    forward = recent_features(*map(list, zip(*rows, strict=True)))
+    backward = recent_features(*map(list, zip(*reversed(rows), strict=True)))
+    assert forward == backward and forward[AFFINITY_GROUP]["x"] > 5
+
+
+def test_recent_records_follow_each_event_over_the_last_events_only() -> None:
+    events = [ev(n, "u", "view", T0 + n * 1000, item=f"i{n}", category="c") for n in range(25)]
+    events.append(ev(99, "u", "impression", T0 + 99_000, item="shown"))  # not behaviour
+    records = recent_records(events)
+    assert len(records) == 25 * 3
+    latest = latest_per_user(records)
+    items = latest[("u", RECENT_ITEMS_GROUP)]
+    # The last RECENT_EVENTS views, spanning the oldest to the newest of them.
+    assert set(items.features) == {f"i{n}" for n in range(25 - RECENT_EVENTS, 25)}
+    assert (items.window_start, items.window_end) == (T0 + (25 - RECENT_EVENTS) * 1000, T0 + 24_000)
+    assert latest[("u", RECENT_CATEGORIES_GROUP)].features == {"c": T0 + 24_000}
 
 
 def test_hop_starts_are_the_aligned_windows_containing_the_timestamp() -> None:
