@@ -113,7 +113,8 @@ def redis_client(stack: Stack) -> Iterator[Any]:
 
 
 def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any]:
-    """Every message on ``topic`` from the beginning, until nothing arrives for ``idle_s``."""
+    """Every committed message on ``topic`` from the beginning, until nothing arrives for
+    ``idle_s``. The jobs write in transactions: what an aborted one wrote is not there."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -122,6 +123,7 @@ def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any
             "group.id": f"test-{topic}-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }
     )
     consumer.subscribe([topic])
@@ -150,6 +152,17 @@ def latest_records(
             latest.pop((key[ENTITY_ID], key[FEATURE_GROUP]), None)
         else:
             latest[(key[ENTITY_ID], key[FEATURE_GROUP])] = json.loads(message.value())
+    return latest
+
+
+def latest_values(bootstrap: str, topic: str) -> dict[bytes, Any]:
+    """The compacted view of an upsert topic: the last value per raw key (tombstones drop it)."""
+    latest: dict[bytes, Any] = {}
+    for message in consume_all(bootstrap, topic):
+        if message.value() is None:
+            latest.pop(message.key(), None)
+        else:
+            latest[message.key()] = json.loads(message.value())
     return latest
 
 
