@@ -46,16 +46,10 @@ def run_variant(settings: Settings, events_file: Path, outputs: list[str]) -> fl
     """Seconds of net job runtime for the pipeline cut to ``outputs``."""
     from rtrec.streaming.behaviour_features import build_behaviour_features_pipeline
     from rtrec.streaming.environment import create_table_env
+    from rtrec.streaming.kafka import raw_file_ddl
 
     t_env = create_table_env(settings, "rtrec-features-profile")
-    claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
-    kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
-    t_env.execute_sql(
-        f"CREATE TEMPORARY TABLE raw_file (payload STRING, kafka_ts AS {kafka_ts}, "
-        f"proc_time AS PROCTIME(), kafka_partition AS 0, kafka_offset AS CAST(0 AS BIGINT), "
-        f"event_time AS {kafka_ts}, WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND"
-        f") WITH ('connector' = 'filesystem', 'path' = '{events_file}', 'format' = 'raw')"
-    )
+    t_env.execute_sql(raw_file_ddl("raw_file", events_file))
     tables = build_behaviour_features_pipeline(t_env, "raw_file")
     recent = "SELECT user_id, event_ts, items FROM recent_events"
     statements = t_env.create_statement_set()

@@ -46,6 +46,7 @@ from rtrec.schema.events import (
     ADD_TO_CART,
     CATEGORY_ID,
     EVENT_ID,
+    EVENT_SCHEMA,
     EVENT_TS,
     EVENT_TYPE,
     EVENT_TYPES,
@@ -54,7 +55,7 @@ from rtrec.schema.events import (
     USER_ID,
     VIEW,
 )
-from rtrec.schema.flink import interval
+from rtrec.schema.flink import FLINK_SQL_TYPES, interval
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
 from rtrec.streaming.udfs import late_reason_udf, parse_event_udtf, recent_features_udtf
 
@@ -129,11 +130,22 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
     # ordered by rowtime, the result stays append-only with event_time a time attribute, but
     # a row leaves only when the watermark passes it, which windows wait for anyway; ordered
     # by processing time, a row leaves at once, which the running totals need to be fresh.
+    # The event travels through the deduplication as one ROW column: the planner pushes each
+    # consumer's column pruning below a deduplication, and consumers that read different
+    # columns would then each get a deduplication (keyed state and a shuffle) of their own.
+    fields = ", ".join(f"`{name}`" for name in EVENT_SCHEMA.names)
+    row_type = ", ".join(f"`{f.name}` {FLINK_SQL_TYPES[f.kind]}" for f in EVENT_SCHEMA.fields)
     for view, order in (("accepted", "event_time"), ("accepted_now", "proc_time")):
         t_env.execute_sql(
-            f"CREATE TEMPORARY VIEW {view} AS SELECT * FROM ("
-            f" SELECT *, ROW_NUMBER() OVER (PARTITION BY `{EVENT_ID}` ORDER BY {order}) AS rn"
+            f"CREATE TEMPORARY VIEW {view}_rows AS SELECT event_time, proc_time, ev FROM ("
+            f" SELECT event_time, proc_time, CAST(ROW({fields}) AS ROW<{row_type}>) AS ev, "
+            f" ROW_NUMBER() OVER (PARTITION BY `{EVENT_ID}` ORDER BY {order}) AS rn"
             f" FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND NOT is_late) WHERE rn = 1"
+        )
+        t_env.execute_sql(
+            f"CREATE TEMPORARY VIEW {view} AS SELECT event_time, proc_time, "
+            + ", ".join(f"ev.`{name}` AS `{name}`" for name in EVENT_SCHEMA.names)
+            + f" FROM {view}_rows"
         )
     user_counts = [
         (EVENTS, "CAST(COUNT(*) AS DOUBLE)"),

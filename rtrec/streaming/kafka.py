@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rtrec.config import Settings
 from rtrec.schema.flink import EVENT_TIME, create_table_ddl, interval
@@ -60,6 +61,27 @@ def raw_events_ddl(settings: Settings, table: str, group_id: str) -> str:
             "properties.isolation.level": "read_committed",
             "format": "raw",
         },
+    )
+
+
+def raw_file_ddl(table: str, path: Path, watermark_delay_ms: int = 5000) -> str:
+    """The columns of ``raw_events_ddl`` read from a file of payloads, one per line, for tests
+    and benchmarks: as the producer does, the Kafka timestamp is the claimed event time (0 when
+    there is none), and every line is at partition 0, offset 0."""
+    claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
+    kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
+    return create_table_ddl(
+        table,
+        [
+            "`payload` STRING",
+            f"`kafka_ts` AS {kafka_ts}",
+            "`kafka_partition` AS 0",
+            "`kafka_offset` AS CAST(0 AS BIGINT)",
+            "`proc_time` AS PROCTIME()",
+            f"`{EVENT_TIME}` AS {kafka_ts}",
+            f"WATERMARK FOR `{EVENT_TIME}` AS `{EVENT_TIME}` - {interval(watermark_delay_ms)}",
+        ],
+        {"connector": "filesystem", "path": str(path), "format": "raw"},
     )
 
 

@@ -4,6 +4,7 @@ out-of-order ones (within the watermark delay) windowed like the rest."""
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ JITTER_MS = 2_000  # below the 5 s watermark delay, so no event here is ever lat
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from rtrec.streaming.behaviour_features import build_behaviour_features_pipeline
     from rtrec.streaming.environment import create_table_env
+    from rtrec.streaming.kafka import raw_file_ddl
 
     base = tmp_path_factory.mktemp("features")
     settings = load_settings("local", [f"flink.checkpoint_dir={base / 'checkpoints'}"])
@@ -58,15 +60,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (base / "events.txt").write_bytes(b"\n".join(lines) + b"\n")
 
     t_env = create_table_env(settings, "rtrec-test-features")
-    claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
-    # As the producer does, the Kafka timestamp equals the event time.
-    kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
-    t_env.execute_sql(
-        f"CREATE TEMPORARY TABLE raw_file (payload STRING, kafka_ts AS {kafka_ts}, "
-        f"proc_time AS PROCTIME(), kafka_partition AS 0, kafka_offset AS CAST(0 AS BIGINT), "
-        f"event_time AS {kafka_ts}, WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND"
-        f") WITH ('connector' = 'filesystem', 'path' = '{base / 'events.txt'}', 'format' = 'raw')"
-    )
+    t_env.execute_sql(raw_file_ddl("raw_file", base / "events.txt"))
     tables = build_behaviour_features_pipeline(t_env, "raw_file")
     out: dict[str, Any] = {"lines": lines}
     for name in ("dead_letters", "user_totals", "user_features", "item_features"):
@@ -154,3 +148,27 @@ def test_totals_count_each_event_once(results: dict[str, Any]) -> None:
     expected = user_counts(accepted(results["lines"]))
     assert latest == {u: {k: float(v) for k, v in row.items()} for u, row in expected.items()}
     assert json.dumps(latest)  # plain numbers only
+
+
+def test_every_event_time_consumer_shares_one_deduplication(tmp_path: Path) -> None:
+    """One keyed deduplication state per ordering, however many groups read the events."""
+    from rtrec.schema.flink import create_table_ddl
+    from rtrec.streaming.behaviour_features import (
+        FEATURE_COLUMNS,
+        build_behaviour_features_pipeline,
+    )
+    from rtrec.streaming.environment import create_table_env
+    from rtrec.streaming.kafka import raw_file_ddl
+
+    settings = load_settings("local", [f"flink.checkpoint_dir={tmp_path}"])
+    t_env = create_table_env(settings, "rtrec-test-plan")
+    t_env.execute_sql(raw_file_ddl("raw_file", tmp_path / "events.txt"))
+    tables = build_behaviour_features_pipeline(t_env, "raw_file")
+    statements = t_env.create_statement_set()
+    for name in ("user_totals", "user_features", "item_features"):
+        t_env.execute_sql(create_table_ddl(name, FEATURE_COLUMNS, {"connector": "blackhole"}))
+        statements.add_insert(name, getattr(tables, name))
+    plan = statements.explain()
+    executed = plan[plan.index("== Optimized Execution Plan ==") :]
+    assert executed.count("order=[ROWTIME]") == 1
+    assert executed.count("order=[PROCTIME]") == 1

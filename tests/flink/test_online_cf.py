@@ -47,6 +47,7 @@ def _payload(event: CfEvent) -> bytes:
 
 
 def test_job_output_equals_the_pure_core_at_quiescence(tmp_path: Path) -> None:
+    from rtrec.streaming.kafka import raw_file_ddl
     from rtrec.streaming.online_cf import build_online_cf_pipeline, read_valid_events
     from rtrec.streaming.stream_env import create_stream_env
 
@@ -60,15 +61,7 @@ def test_job_output_equals_the_pure_core_at_quiescence(tmp_path: Path) -> None:
 
     (tmp_path / "events.txt").write_bytes(b"\n".join(_payload(e) for e in events) + b"\n")
     _, t_env = create_stream_env(settings, "rtrec-test-online-cf")
-    claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
-    # As the producer does, the Kafka timestamp equals the event time.
-    kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
-    t_env.execute_sql(
-        f"CREATE TEMPORARY TABLE raw_file (payload STRING, kafka_ts AS {kafka_ts}, "
-        f"event_time AS {kafka_ts}, WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND"
-        f") WITH ('connector' = 'filesystem', 'path' = '{tmp_path / 'events.txt'}', "
-        f"'format' = 'raw')"
-    )
+    t_env.execute_sql(raw_file_ddl("raw_file", tmp_path / "events.txt"))
     streams = build_online_cf_pipeline(
         read_valid_events(t_env, "raw_file"),
         params,
