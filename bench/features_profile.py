@@ -30,15 +30,16 @@ VARIANTS = {
     "dedup (proctime)": ["SELECT event_id, user_id, event_ts FROM accepted_now"],
     "totals": ["user_totals"],
     "user windows+sessions+recent": ["user_features"],
-    "recent only": ["recent"],
+    "recent arrays (SQL)": ["recent"],
+    "recent maps (SQL + Python)": ["recent maps"],
     "item windows": ["item_features"],
     "whole job": ["dead_letters", "late_events", "user_totals", "user_features", "item_features"],
 }
 
 
-def write_events(path: Path, settings: Settings, events: int) -> None:
+def write_events(path: Path, settings: Settings, events: int, days: float) -> None:
     with path.open("wb") as out:
-        for event in Simulator(settings.simulator, events=events, days=2).events():
+        for event in Simulator(settings.simulator, events=events, days=days).events():
             out.write(encode(event) + b"\n")
 
 
@@ -51,11 +52,15 @@ def run_variant(settings: Settings, events_file: Path, outputs: list[str]) -> fl
     t_env = create_table_env(settings, "rtrec-features-profile")
     t_env.execute_sql(raw_file_ddl("raw_file", events_file))
     tables = build_behaviour_features_pipeline(t_env, "raw_file")
-    recent = "SELECT user_id, event_ts, items FROM recent_events"
+    recent = {
+        "recent": "SELECT user_id, event_ts, items FROM recent_events",
+        "recent maps": "SELECT user_id, event_ts, g.* FROM recent_events, LATERAL TABLE("
+        "recent_features(items, categories, event_types, timestamps)) AS g(grp, features)",
+    }
     statements = t_env.create_statement_set()
     for n, output in enumerate(outputs):
-        if output == "recent":
-            table: Any = t_env.sql_query(recent)
+        if output in recent:
+            table: Any = t_env.sql_query(recent[output])
         elif output.startswith("SELECT"):
             table = t_env.sql_query(output)
         else:
@@ -85,6 +90,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument(
+        "--days", type=float, default=2.0, help="event-time span of the sessions' starts"
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rtrec-profile-") as tmp:
@@ -98,7 +106,7 @@ def main() -> None:
             ],
         )
         events_file = base / "events.jsonl"
-        write_events(events_file, settings, args.events)
+        write_events(events_file, settings, args.events, args.days)
         print(
             f"{args.events:,} events, parallelism {settings.flink.parallelism}, "
             f"state backend {settings.flink.state_backend}, "

@@ -1,33 +1,38 @@
-"""Delta ``bronze.events`` -> Delta ``gold.user_features`` / ``gold.item_features``: the batch
-twin of the streaming behaviour features, recomputed from the lake.
+"""Delta ``bronze.events`` -> Delta ``gold.user_features`` / ``gold.item_features`` and
+``gold.item_neighbours`` / ``gold.cf_scores``: the batch twins of the streaming behaviour
+features and of online CF, recomputed from one bronze snapshot.
 
-Lateness is decided by the stream at arrival time, so the twin takes its decisions from the
-stream's late-events ledger (the Kafka topic ``rtrec.events.late``) instead of guessing a
-watermark. ``build_feature_tables`` does no I/O; ``run_backfill_features_job`` wires Delta and
-Kafka in. Every gold row carries the bronze version it was computed from.
-
-The neighbour and CF scores twin (docs/online_cf.md §7) reads the same bronze snapshot; its
-gold tables are meant to join ``FeatureTables`` and the loop that writes them.
+Lateness of the features is decided by the stream at arrival time, so their twin takes its
+decisions from the stream's late-events ledger (the Kafka topic ``rtrec.events.late``) instead
+of guessing a watermark; online CF decides lateness per user from the events alone
+(docs/online_cf.md §2), so its twin (``rtrec.cf.spark``) needs only bronze.
+``build_feature_tables`` does no I/O; ``run_backfill_features_job`` wires Delta and Kafka in.
+Every gold row carries the bronze version it was computed from.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from rtrec.batch.ingest import BRONZE_EVENTS
+from rtrec.cf.params import CfParams
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
+from rtrec.schema.events import ITEM_ID
 
 JOB = "backfill-features"
 USER_FEATURES = ("gold", "user_features")
 ITEM_FEATURES = ("gold", "item_features")
+ITEM_NEIGHBOURS = ("gold", "item_neighbours")
+CF_SCORES = ("gold", "cf_scores")
 BRONZE_VERSION = "bronze_version"
 KAFKA_PROBE_TIMEOUT_S = 10.0
 
 LOG = logging.getLogger(__name__)
+CAPPED_SHOWN = 10  # capped items named in the warning
 
 LateLedgerReader = Callable[[Any, Settings], Any]
 
@@ -36,7 +41,7 @@ LateLedgerReader = Callable[[Any, Settings], Any]
 class FeatureTables:
     """The gold feature tables as DataFrames of feature records."""
 
-    user_features: Any  # totals, user windows and sessions
+    user_features: Any  # totals, user windows, sessions and the recent groups
     item_features: Any  # item windows
 
 
@@ -49,7 +54,8 @@ def build_feature_tables(bronze: Any, late: Any) -> FeatureTables:
     return FeatureTables(
         user_features=twin.user_totals(events)
         .unionByName(twin.user_window_features(events))
-        .unionByName(twin.session_features(events)),
+        .unionByName(twin.session_features(events))
+        .unionByName(twin.recent_features(events)),
         item_features=twin.item_window_features(events),
     )
 
@@ -113,7 +119,8 @@ def read_late_ledger(spark: Any, settings: Settings) -> Any:
 def run_backfill_features_job(
     settings: Settings, read_late: LateLedgerReader = read_late_ledger
 ) -> int:
-    """Recompute the gold feature tables from the current bronze version; returns that version.
+    """Recompute the gold feature and CF tables from the current bronze version; returns that
+    version.
 
     ``read_late`` returns the late coordinates (``late_ledger``'s columns); tests pass one that
     needs no Kafka."""
@@ -121,6 +128,7 @@ def run_backfill_features_job(
     from pyspark.sql import functions as F
 
     from rtrec.batch.session import create_spark_session
+    from rtrec.cf.spark import build_cf_tables
 
     spark = create_spark_session(settings, JOB)
     bronze_path = settings.lake.table_path(*BRONZE_EVENTS)
@@ -134,9 +142,13 @@ def run_backfill_features_job(
     # stream routed another late event in between.
     late = read_late(spark, settings).localCheckpoint()
     tables = build_feature_tables(bronze, late)
+    cf = build_cf_tables(bronze, cf_params(settings))
+    warn_about_capped_items(cf.capped, settings.cf.max_partners)
     for (layer, table), frame in (
         (USER_FEATURES, tables.user_features),
         (ITEM_FEATURES, tables.item_features),
+        (ITEM_NEIGHBOURS, cf.neighbours),
+        (CF_SCORES, cf.scores),
     ):
         (
             frame.withColumn(BRONZE_VERSION, F.lit(version))
@@ -146,3 +158,29 @@ def run_backfill_features_job(
             .save(settings.lake.table_path(layer, table))
         )
     return version
+
+
+def cf_params(settings: Settings) -> CfParams:
+    """The CF parameters of ``settings.cf`` (its other keys configure the Flink job only)."""
+    names = {f.name for f in fields(CfParams)}
+    return CfParams(**settings.cf.model_dump(include=names))
+
+
+def warn_about_capped_items(capped: Any, max_partners: int) -> None:
+    """Log the items over ``max_partners`` (``CfTables.capped``). The stream prunes their rows,
+    so near them its neighbours and scores depend on arrival interleaving and can differ from
+    the exact gold tables (docs/online_cf.md §4); gold keeps the exact result."""
+    from pyspark.sql import functions as F
+
+    from rtrec.cf.spark import PARTNERS
+
+    rows = capped.orderBy(F.col(PARTNERS).desc(), F.col(ITEM_ID)).collect()
+    if rows:
+        shown = ", ".join(f"{r[ITEM_ID]} ({r[PARTNERS]})" for r in rows[:CAPPED_SHOWN])
+        LOG.warning(
+            "%d items have more than cf.max_partners=%d partners, e.g. %s: the stream prunes "
+            "their rows, so its neighbours and scores near them may differ from gold",
+            len(rows),
+            max_partners,
+            shown,
+        )

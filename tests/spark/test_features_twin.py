@@ -333,7 +333,12 @@ def test_the_job_writes_gold_tables_from_one_bronze_version(
     events = reference_accepted(small)
     expected = {
         USER_FEATURES: {
-            r.key: r for r in [*user_window_features(events), *session_features(events)]
+            r.key: r
+            for r in [
+                *user_window_features(events),
+                *session_features(events),
+                *latest_per_user(recent_records(events)).values(),
+            ]
         }
         | reference_totals(events),
         ITEM_FEATURES: {r.key: r for r in item_window_features(events)},
