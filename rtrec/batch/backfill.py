@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from rtrec.batch.ingest import BRONZE_EVENTS
-from rtrec.cf.params import CfParams
+from rtrec.batch.ingest import BRONZE_EVENTS, KAFKA_OFFSET, KAFKA_PARTITION
+from rtrec.cf.params import cf_params
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
 from rtrec.schema.events import ITEM_ID
@@ -65,7 +65,6 @@ def late_ledger(kafka_rows: Any) -> Any:
     rtrec.events (``kafka_partition``, ``kafka_offset``), from the behaviour features job."""
     from pyspark.sql import functions as F
 
-    from rtrec.features.spark import KAFKA_OFFSET, KAFKA_PARTITION
     from rtrec.streaming.behaviour_features import SOURCE
     from rtrec.streaming.kafka import DLQ_COLUMNS
 
@@ -142,7 +141,7 @@ def run_backfill_features_job(
     # stream routed another late event in between.
     late = read_late(spark, settings).localCheckpoint()
     tables = build_feature_tables(bronze, late)
-    cf = build_cf_tables(bronze, cf_params(settings))
+    cf = build_cf_tables(bronze, cf_params(settings.cf))
     warn_about_capped_items(cf.capped, settings.cf.max_partners)
     for (layer, table), frame in (
         (USER_FEATURES, tables.user_features),
@@ -158,12 +157,6 @@ def run_backfill_features_job(
             .save(settings.lake.table_path(layer, table))
         )
     return version
-
-
-def cf_params(settings: Settings) -> CfParams:
-    """The CF parameters of ``settings.cf`` (its other keys configure the Flink job only)."""
-    names = {f.name for f in fields(CfParams)}
-    return CfParams(**settings.cf.model_dump(include=names))
 
 
 def warn_about_capped_items(capped: Any, max_partners: int) -> None:

@@ -12,13 +12,16 @@ from typing import Any
 from rtrec.config import Settings
 from rtrec.schema.events import EVENT_SCHEMA, EVENT_TS
 from rtrec.schema.spark import spark_struct
-from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS, parsed_row
+from rtrec.schema.wire import MAX_FUTURE_MS, PARSE_ERROR, PARSED_COLUMNS, parsed_row
 
 JOB = "ingest"
 BRONZE_EVENTS = ("bronze", "events")
 PAYLOAD = "payload"
 EVENT_DATE = "event_date"
-KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp")
+KAFKA_PARTITION = "kafka_partition"
+KAFKA_OFFSET = "kafka_offset"
+KAFKA_TIMESTAMP = "kafka_timestamp"
+KAFKA_COLUMNS = (KAFKA_PARTITION, KAFKA_OFFSET, KAFKA_TIMESTAMP)
 INGESTED_AT = "ingested_at"
 
 
@@ -38,19 +41,30 @@ def to_bronze(kafka_rows: Any) -> Any:
     parse = F.udf(parsed_row, parsed_struct())
     parsed = kafka_rows.select(
         F.col("value").cast("string").alias(PAYLOAD),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("partition").alias(KAFKA_PARTITION),
+        F.col("offset").alias(KAFKA_OFFSET),
+        F.col("timestamp").alias(KAFKA_TIMESTAMP),
     ).withColumn("parsed", parse(F.col(PAYLOAD)))
-    event_time = F.coalesce(
-        F.timestamp_millis(F.col(f"parsed.{EVENT_TS}")), F.col("kafka_timestamp")
-    )
+    event_time = F.coalesce(F.timestamp_millis(F.col(f"parsed.{EVENT_TS}")), F.col(KAFKA_TIMESTAMP))
     return parsed.select(
         *(F.col(f"parsed.{name}").alias(name) for name in PARSED_COLUMNS),
         F.col(PAYLOAD),
         *(F.col(c) for c in KAFKA_COLUMNS),
         F.current_timestamp().alias(INGESTED_AT),
         F.to_date(event_time).alias(EVENT_DATE),
+    )
+
+
+def valid_events(bronze: Any) -> Any:
+    """Bronze rows the stream accepts as events: parsed without error and not more than
+    ``MAX_FUTURE_MS`` ahead of their Kafka timestamp. Bronze parses without the arrival time,
+    the stream's ``parse_event`` with it (``rtrec.schema.wire.parsed_row``); every batch twin
+    starts from this."""
+    from pyspark.sql import functions as F
+
+    ahead = F.col(EVENT_TS) - F.unix_millis(F.col(KAFKA_TIMESTAMP))
+    return bronze.where(
+        F.col(PARSE_ERROR).isNull() & F.coalesce(ahead <= MAX_FUTURE_MS, F.lit(True))
     )
 
 

@@ -20,7 +20,7 @@ from rtrec.cf.history import (
     pair_kernel,
     user_profile,
 )
-from rtrec.cf.params import DEFAULT_WEIGHTS, CfParams
+from rtrec.cf.params import DEFAULT_WEIGHTS, CfParams, cf_params
 from rtrec.cf.reference import CfResult, compute_reference
 from rtrec.cf.scores import (
     CfScores,
@@ -72,6 +72,7 @@ __all__ = [
     "apply_push",
     "apply_row_delta",
     "apply_user_event",
+    "cf_params",
     "compute_reference",
     "flush_neighbours",
     "flush_row",

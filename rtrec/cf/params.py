@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from rtrec.schema.events import (
     ADD_TO_CART,
@@ -15,6 +16,9 @@ from rtrec.schema.events import (
     REMOVE_FROM_CART,
     VIEW,
 )
+
+if TYPE_CHECKING:
+    from rtrec.config.settings import CfSettings
 
 DAY_MS = 86_400_000
 
@@ -70,3 +74,10 @@ class CfParams:
     def weight(self, event_type: str) -> float:
         """The weight of an event type (0 for types the mapping leaves out)."""
         return self.weights.get(event_type, 0.0)
+
+
+def cf_params(settings: CfSettings) -> CfParams:
+    """The parameters in the ``cf`` settings section (its other keys configure the Flink job
+    only); the Flink job and the Spark twin both take theirs from here."""
+    names = {f.name for f in fields(CfParams)}
+    return CfParams(**settings.model_dump(include=names))

@@ -15,13 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rtrec.batch.ingest import KAFKA_COLUMNS
+from rtrec.batch.ingest import KAFKA_OFFSET, KAFKA_PARTITION, valid_events
 from rtrec.cf.params import CfParams
+from rtrec.cf.records import NEIGHBOURS, SCORE, SCORES
 from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, USER_ID
-from rtrec.schema.wire import MAX_FUTURE_MS, PARSE_ERROR
-from rtrec.streaming.online_cf import NEIGHBOURS, SCORE, SCORES
 
-KAFKA_PARTITION, KAFKA_OFFSET, KAFKA_TIMESTAMP = KAFKA_COLUMNS
 CF_EVENT_COLUMNS = (EVENT_ID, USER_ID, ITEM_ID, EVENT_TYPE, EVENT_TS)  # CfEvent's fields
 PARTNER_ID = "partner_id"
 COOCCURRENCE = "cooccurrence"
@@ -54,23 +52,12 @@ class CfTables:
     capped: Any
 
 
-def valid_events(bronze: Any) -> Any:
-    """Bronze rows the stream accepts as events: parsed without error and not more than
-    ``MAX_FUTURE_MS`` ahead of their Kafka timestamp (bronze parses without the arrival time,
-    the stream's ``parse_event`` with it). Keeps CfEvent's fields and the Kafka coordinates."""
-    from pyspark.sql import functions as F
-
-    ahead = F.col(EVENT_TS) - F.unix_millis(F.col(KAFKA_TIMESTAMP))
-    return bronze.where(
-        F.col(PARSE_ERROR).isNull() & F.coalesce(ahead <= MAX_FUTURE_MS, F.lit(True))
-    ).select(*CF_EVENT_COLUMNS, KAFKA_PARTITION, KAFKA_OFFSET)
-
-
 def fold_users(events: Any, params: CfParams) -> Any:
-    """Stage 1 over each user's ``events`` (``valid_events``' columns) in (Kafka partition,
-    offset) order: the user's row deltas summed per item and per (item, partner), and the
-    profile of the user's final state, as rows of ``FOLD_SCHEMA``. Duplicates, late and
-    zero-weight events are decided by ``apply_user_event`` itself, exactly as in the stream."""
+    """Stage 1 over each user's ``events`` (CfEvent's fields, Kafka partition and offset) in
+    (Kafka partition, offset) order: the user's row deltas summed per item and per (item,
+    partner), and the profile of the user's final state, as rows of ``FOLD_SCHEMA``.
+    Duplicates, late and zero-weight events are decided by ``apply_user_event`` itself, exactly
+    as in the stream."""
 
     def fold(frame: Any) -> Any:
         # Imported on the worker: the function and its bound data are all it needs.
@@ -120,7 +107,9 @@ def build_cf_tables(bronze: Any, params: CfParams) -> CfTables:
     every output reads it."""
     from pyspark.sql import functions as F
 
-    folded = fold_users(valid_events(bronze), params).cache()
+    # Only the columns the fold reads cross to Python.
+    events = valid_events(bronze).select(*CF_EVENT_COLUMNS, KAFKA_PARTITION, KAFKA_OFFSET)
+    folded = fold_users(events, params).cache()
     norms = folded.where(F.col(KIND) == NORM_DELTA).groupBy(ITEM_ID).agg(F.sum(VALUE).alias(NORM))
     cooccurrence = (
         folded.where(F.col(KIND) == PAIR_DELTA)

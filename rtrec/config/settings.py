@@ -57,6 +57,8 @@ class FlinkSettings(Section):
     # Resume from a checkpoint or savepoint path, or "latest" under checkpoint_dir; "" = fresh.
     restore_from: str
     consumer_group: str
+    # Any other Flink configuration key, applied last (e.g. memory of the local mini-cluster).
+    conf: dict[str, str] = Field(default_factory=dict)
 
 
 class SparkSettings(Section):

@@ -17,7 +17,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, GroupedData, Window
 from pyspark.sql import functions as F
 
-from rtrec.batch.ingest import KAFKA_COLUMNS
+from rtrec.batch.ingest import KAFKA_OFFSET, KAFKA_PARTITION, valid_events
 from rtrec.features.definitions import (
     CARTS,
     CONVERSION,
@@ -57,29 +57,23 @@ from rtrec.schema.events import (
     USER_ID,
     VIEW,
 )
-from rtrec.schema.wire import MAX_FUTURE_MS, PARSE_ERROR
 
-KAFKA_PARTITION, KAFKA_OFFSET, KAFKA_TIMESTAMP = KAFKA_COLUMNS
 # The coordinates of a record in rtrec.events: how the late-events ledger names a late event.
 KAFKA_COORDINATES = (KAFKA_PARTITION, KAFKA_OFFSET)
 
 
 def accepted_events(bronze: DataFrame, late: DataFrame) -> DataFrame:
-    """The input of every feature: bronze rows that are valid, not late and the first
-    occurrence of their ``event_id``.
+    """The input of every feature: bronze rows that are valid (``valid_events``), not late and
+    the first occurrence of their ``event_id``.
 
     ``late`` holds the Kafka coordinates (``kafka_partition``, ``kafka_offset``) of the events
     the stream found behind its watermark. Late rows are removed before deduplication, as the
     stream does. The first occurrence is the smallest (partition, offset): a re-send has the
     same user, hence the same partition, so the offset orders it after the original.
     """
-    # Bronze parses without the arrival time; the stream also rejects an event from further
-    # ahead of its Kafka timestamp than MAX_FUTURE_MS (rtrec.schema.wire.parsed_row).
-    ahead = F.col(EVENT_TS) - F.unix_millis(F.col(KAFKA_TIMESTAMP))
-    valid = bronze.where(
-        F.col(PARSE_ERROR).isNull() & F.coalesce(ahead <= MAX_FUTURE_MS, F.lit(True))
+    on_time = valid_events(bronze).join(
+        late.select(*KAFKA_COORDINATES), list(KAFKA_COORDINATES), "left_anti"
     )
-    on_time = valid.join(late.select(*KAFKA_COORDINATES), list(KAFKA_COORDINATES), "left_anti")
     first = Window.partitionBy(EVENT_ID).orderBy(*KAFKA_COORDINATES)
     return (
         on_time.withColumn("_occurrence", F.row_number().over(first))

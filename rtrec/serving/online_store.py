@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rtrec.cf.records import NEIGHBOURS, SCORES
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
 from rtrec.features.definitions import (
@@ -81,8 +82,8 @@ def writers(settings: Settings) -> dict[str, Callable[[bytes, bytes | None], Wri
     return {
         topics.user_features: lambda k, v: feature_write("user", k, v),
         topics.item_features: lambda k, v: feature_write("item", k, v),
-        topics.item_neighbours: ranked_write("item", NEIGHBOURS_GROUP, "neighbours"),
-        topics.cf_scores: ranked_write("user", CF_GROUP, "scores"),
+        topics.item_neighbours: ranked_write("item", NEIGHBOURS_GROUP, NEIGHBOURS),
+        topics.cf_scores: ranked_write("user", CF_GROUP, SCORES),
     }
 
 

@@ -48,6 +48,7 @@ def flink_options(settings: Settings, job_name: str) -> dict[str, str]:
     restore = restore_path(settings)
     if restore is not None:
         options["execution.state-recovery.path"] = restore
+    options.update(settings.flink.conf)
     return options
 
 

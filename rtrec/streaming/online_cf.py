@@ -34,19 +34,18 @@ from rtrec.cf import (
     apply_push,
     apply_row_delta,
     apply_user_event,
+    cf_params,
     flush_neighbours,
     flush_row,
     push_on_subscription,
     push_to_subscribers,
 )
+from rtrec.cf.records import NEIGHBOURS, SCORE, SCORES
 from rtrec.config import Settings
 from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, USER_ID
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
 
 JOB_NAME = "rtrec-online-cf"
-NEIGHBOURS = "neighbours"
-SCORE = "score"
-SCORES = "scores"
 NEIGHBOUR_ROW_NAMES = [ITEM_ID, SCORE]
 
 
@@ -245,9 +244,7 @@ def run_online_cf_job(settings: Settings) -> None:
     from rtrec.streaming.stream_env import create_stream_env
 
     cf = settings.cf
-    params = CfParams(
-        **cf.model_dump(exclude={"flush_interval_ms", "state_ttl_ms"}),
-    )
+    params = cf_params(cf)
     env, t_env = create_stream_env(settings, JOB_NAME)
     topics = settings.kafka.topics
     t_env.execute_sql(raw_events_ddl(settings, "events_raw", f"{settings.flink.consumer_group}-cf"))

@@ -8,7 +8,9 @@ stack or another session's.
 from __future__ import annotations
 
 import json
+import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTAL
 from rtrec.launch import RunningJob
 from rtrec.local import State, down, ensure_topics, status, up
 from rtrec.local.process import group_members, pid_alive
+from rtrec.producer import produce
+from rtrec.sources import Duplicate, Malformed
 
 
 @dataclass(frozen=True)
@@ -181,3 +185,34 @@ def wait_for(condition: Callable[[], bool], what: str, job: RunningJob, timeout_
         assert job.alive(), f"{job.name} died:\n{job.tail()}"
         time.sleep(2)
     raise AssertionError(f"timed out waiting for {what}:\n{job.tail()}")
+
+
+def shuffled(records: list[Any], seed: int = 5) -> list[Any]:
+    """Arrival order shuffled within 3 s event-time buckets, re-sends kept where they fell."""
+    rng = random.Random(seed)
+
+    def ts(record: Any) -> int:
+        if isinstance(record, Malformed):
+            return record.ts
+        return int((record.event if isinstance(record, Duplicate) else record)["event_ts"])
+
+    return sorted(records, key=lambda r: (ts(r) // 3000, rng.random()))
+
+
+def send_slowly(settings: Settings, records: list[Any]) -> None:
+    """``records`` to Kafka in 20 batches 0.2 s apart (about 4 s)."""
+    step = max(1, len(records) // 20)
+    for start in range(0, len(records), step):
+        produce(settings, records[start : start + step], source="test")
+        time.sleep(0.2)
+
+
+def kill_while_sending(settings: Settings, job: RunningJob, records: list[Any]) -> None:
+    """Send ``records`` with ``send_slowly`` and SIGKILL ``job`` two seconds in; returns once
+    all are sent."""
+    sender = threading.Thread(target=send_slowly, args=(settings, records))
+    sender.start()
+    time.sleep(2)
+    job.process.kill()  # the Python client ...
+    job.stop(timeout_s=0)  # ... and the mini-cluster JVM in its process group
+    sender.join()

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, consume_all, wait_for
-from test_stream_batch_parity import shuffled
+from conftest import Stack, consume_all, kill_while_sending, shuffled, wait_for
 
-from rtrec.batch.backfill import BRONZE_VERSION, CF_SCORES, ITEM_NEIGHBOURS, cf_params
-from rtrec.cf import CfEvent, compute_reference
+from rtrec.batch.backfill import BRONZE_VERSION, CF_SCORES, ITEM_NEIGHBOURS
+from rtrec.cf import CfEvent, cf_params, compute_reference
+from rtrec.cf.records import NEIGHBOURS, SCORE, SCORES
 from rtrec.config import Settings
 from rtrec.launch import (
     RunningJob,
@@ -34,7 +32,6 @@ from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, IMPRESSION, ITEM
 from rtrec.sources import Duplicate, Malformed
 from rtrec.sources.simulator import Simulator
 from rtrec.streaming.environment import latest_checkpoint
-from rtrec.streaming.online_cf import NEIGHBOURS, SCORE, SCORES
 
 pytestmark = pytest.mark.integration
 
@@ -144,13 +141,6 @@ def run_batch_twin(settings: Settings, args: list[str], logs: Path) -> None:
     run_to_completion("backfill", backfill, logs / "backfill.log", timeout_s=300)
 
 
-def send_slowly(settings: Settings, records: list[Any]) -> None:
-    step = max(1, len(records) // 20)
-    for start in range(0, len(records), step):
-        produce(settings, records[start : start + step], source="test")
-        time.sleep(0.2)
-
-
 def test_the_restored_stream_equals_the_batch_twin(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -196,12 +186,7 @@ def test_the_restored_stream_equals_the_batch_twin(
 
         wait_for(committed_some, "a checkpoint and committed neighbours", job, TIMEOUT_S)
         # The rest arrives over ~4 s; the job dies in the middle of it.
-        sender = threading.Thread(target=send_slowly, args=(settings, records[head:]))
-        sender.start()
-        time.sleep(2)
-        job.process.kill()  # the Python client ...
-        job.stop(timeout_s=0)  # ... and the mini-cluster JVM in its process group
-        sender.join()
+        kill_while_sending(settings, job, records[head:])
         restored = [*args, "--set", "flink.restore_from=latest"]
         job = start_job(
             "online_cf",
@@ -249,5 +234,5 @@ def test_the_restored_stream_equals_the_batch_twin(
         for e in sent
         if not isinstance(e, Malformed)
     ]
-    assert compute_reference(valid, cf_params(settings)).capped == ()
+    assert compute_reference(valid, cf_params(settings.cf)).capped == ()
     assert "max_partners" not in (logs / "backfill.log").read_text()

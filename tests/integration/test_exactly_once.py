@@ -5,14 +5,13 @@ of an uninterrupted run on the same events: nothing lost, nothing counted twice.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, consume_all, latest_totals, wait_for
+from conftest import Stack, consume_all, kill_while_sending, latest_totals, wait_for
 
 from rtrec.config import Settings
 from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, TOTALS_GROUP, WINDOW_START
@@ -73,12 +72,7 @@ def run(stack: Stack, name: str, events: list[dict[str, Any]], logs: Path, crash
                 lambda: latest_checkpoint(checkpoints) is not None, "a checkpoint", job, TIMEOUT_S
             )
             # The second half arrives over ~4 s; the job dies in the middle of it.
-            sender = threading.Thread(target=_send_slowly, args=(settings, events[half:]))
-            sender.start()
-            time.sleep(2)
-            job.process.kill()  # the Python client ...
-            job.stop(timeout_s=0)  # ... and the mini-cluster JVM in its process group
-            sender.join()
+            kill_while_sending(settings, job, events[half:])
             restored = [*args, "--set", "flink.restore_from=latest"]
             command = flink_job_command(settings, "behaviour_features", restored)
             job = start_job(name, command, logs / f"{name}-restored.log")
@@ -89,13 +83,6 @@ def run(stack: Stack, name: str, events: list[dict[str, Any]], logs: Path, crash
     finally:
         job.stop()
     return settings
-
-
-def _send_slowly(settings: Settings, events: list[dict[str, Any]]) -> None:
-    step = max(1, len(events) // 20)
-    for start in range(0, len(events), step):
-        produce(settings, events[start : start + step], source="test")
-        time.sleep(0.2)
 
 
 def test_a_killed_and_restored_job_commits_what_an_uninterrupted_one_does(

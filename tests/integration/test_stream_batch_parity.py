@@ -6,12 +6,11 @@ items, categories and category affinity, equal the batch result exactly."""
 from __future__ import annotations
 
 import json
-import random
 import time
 from typing import Any
 
 import pytest
-from conftest import Stack, consume_all, latest_records, latest_totals
+from conftest import Stack, consume_all, latest_records, latest_totals, shuffled
 
 from rtrec.features.definitions import (
     ENTITY_ID,
@@ -24,7 +23,6 @@ from rtrec.features.definitions import (
 )
 from rtrec.launch import flink_job_command, run_to_completion, spark_job_command, start_job
 from rtrec.producer import produce
-from rtrec.sources import Duplicate, Malformed
 from rtrec.sources.simulator import Simulator
 
 pytestmark = pytest.mark.integration
@@ -32,18 +30,6 @@ pytestmark = pytest.mark.integration
 TIMEOUT_S = 240
 HOUR_MS = 3_600_000
 MARKERS = 8  # fresh events from several users, so every partition's watermark moves past all
-
-
-def shuffled(records: list[Any], seed: int = 5) -> list[Any]:
-    """Arrival order shuffled within 3 s event-time buckets, re-sends kept where they fell."""
-    rng = random.Random(seed)
-
-    def ts(record: Any) -> int:
-        if isinstance(record, Malformed):
-            return record.ts
-        return int((record.event if isinstance(record, Duplicate) else record)["event_ts"])
-
-    return sorted(records, key=lambda r: (ts(r) // 3000, rng.random()))
 
 
 def record_key(value: dict[str, Any]) -> tuple[str, str, int, int, str]:

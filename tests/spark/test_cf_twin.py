@@ -11,13 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_features_twin import (
-    Arrival,
-    bronze_frame,
-    few_snapshot_partitions,  # noqa: F401  (a fixture, used by name)
-    partition_of,
-    simulate,
-)
+from conftest import Arrival, bronze_frame, partition_of, simulate
 
 from rtrec.cf import CfEvent, CfParams, CfResult, Outcome, Ranked, UserState, apply_user_event
 from rtrec.cf import compute_reference as reference
@@ -238,7 +232,6 @@ def test_a_small_case_checked_by_hand(spark: Any) -> None:
     assert_equal_to_reference(twin, reference(cf_events(appended([], events)), params))
 
 
-@pytest.mark.usefixtures("few_snapshot_partitions")
 def test_the_backfill_writes_gold_cf_tables_and_warns_about_capped_items(
     spark: Any, arrivals: list[Arrival], lake_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

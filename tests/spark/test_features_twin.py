@@ -3,14 +3,12 @@ arrivals: out of order, with re-sends, malformed payloads, an event from the fut
 the stream declared late in its ledger. Every value is compared exactly."""
 
 import json
-import random
-import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LATE, Traffic, bronze_frame, simulate
 
 from rtrec.config import Settings, load_settings
 from rtrec.errors import RtrecError
@@ -38,73 +36,12 @@ from rtrec.features.reference import (
     user_window_features,
 )
 from rtrec.features.user_counts import user_counts
-from rtrec.schema import EVENT_SCHEMA, encode
+from rtrec.schema import EVENT_SCHEMA
 from rtrec.schema.events import EVENT_ID, EVENT_TS, USER_ID, VIEW
-from rtrec.schema.wire import MAX_FUTURE_MS, parsed_row
-from rtrec.sources import Duplicate, Malformed
-from rtrec.sources.simulator import Simulator
+from rtrec.schema.wire import parsed_row
 from rtrec.streaming.behaviour_features import SOURCE
 
 pytestmark = [pytest.mark.component, pytest.mark.spark]
-
-PARTITIONS = 2
-JITTER_MS = 2_000  # arrival order is shuffled within buckets of this much event time
-LATE = 12  # valid events that arrive after everything else, declared late by the stream
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """One record of rtrec.events as Kafka holds it."""
-
-    payload: bytes
-    partition: int
-    offset: int
-    kafka_ts: int  # epoch ms; the producer sends the event time
-
-
-@dataclass(frozen=True)
-class Traffic:
-    arrivals: list[Arrival]
-    late: set[tuple[int, int]]  # the coordinates in the stream's ledger
-    resent: set[str]  # event ids sent more than once
-
-
-def partition_of(user_id: str) -> int:
-    # The producer keys by user_id: a user's events, re-sends included, share a partition.
-    return zlib.crc32(user_id.encode()) % PARTITIONS
-
-
-def simulate(settings: Settings) -> Traffic:
-    simulator = Simulator(settings.simulator, events=1500, duplicates=40, malformed=25, days=2)
-    records = list(simulator.stream())
-    rng = random.Random(5)
-    resent = {r.event[EVENT_ID] for r in records if isinstance(r, Duplicate)}
-    fresh = [r for r in records if isinstance(r, dict) and r[EVENT_ID] not in resent]
-    late_ids = {r[EVENT_ID] for r in rng.sample(fresh, LATE)}
-    sends: list[tuple[tuple[int, float], bytes, str | None, int]] = []
-    for record in records:
-        if isinstance(record, Malformed):
-            payload, user, ts = record.payload, None, record.ts
-        else:
-            event = record.event if isinstance(record, Duplicate) else record
-            payload, user, ts = encode(event), event[USER_ID], event[EVENT_TS]
-        # Out of order within a bucket; a late event arrives after everything else.
-        late = isinstance(record, dict) and record[EVENT_ID] in late_ids
-        sends.append(((2 if late else 1, ts // JITTER_MS + rng.random()), payload, user, ts))
-    # A valid event sent more than MAX_FUTURE_MS ahead of its Kafka timestamp: rejected.
-    future = {**fresh[0], EVENT_ID: "from-the-future"}
-    sends.append(((1, 0.0), encode(future), future[USER_ID], future[EVENT_TS] - MAX_FUTURE_MS - 1))
-    offsets = [0] * PARTITIONS
-    arrivals, late_coordinates = [], set()
-    for _, payload, user, ts in sorted(sends, key=lambda send: send[0]):
-        partition = partition_of(user) if user else rng.randrange(PARTITIONS)
-        arrival = Arrival(payload, partition, offsets[partition], ts)
-        offsets[partition] += 1
-        arrivals.append(arrival)
-        if user and json.loads(payload)[EVENT_ID] in late_ids:
-            late_coordinates.add((arrival.partition, arrival.offset))
-    assert len(late_coordinates) == LATE
-    return Traffic(arrivals, late_coordinates, resent)
 
 
 def reference_accepted(traffic: Traffic) -> list[dict[str, Any]]:
@@ -120,19 +57,6 @@ def reference_accepted(traffic: Traffic) -> list[dict[str, Any]]:
             seen.add(event[EVENT_ID])
             events.append(event | {"coordinates": (arrival.partition, arrival.offset)})
     return events
-
-
-def bronze_frame(spark: Any, arrivals: Iterable[Arrival]) -> Any:
-    """Bronze rows of ``arrivals``, made by the ingest job's own transformation."""
-    from pyspark.sql import functions as F
-
-    from rtrec.batch.ingest import to_bronze
-
-    kafka = spark.createDataFrame(
-        [(a.payload, a.partition, a.offset, a.kafka_ts) for a in arrivals],
-        "value binary, partition int, offset long, ts_ms long",
-    ).select("value", "partition", "offset", F.timestamp_millis("ts_ms").alias("timestamp"))
-    return to_bronze(kafka)
 
 
 def ledger_frame(spark: Any, traffic: Traffic) -> Any:
@@ -284,21 +208,6 @@ def test_a_gap_of_exactly_the_session_limit_joins_and_one_more_ms_splits(spark: 
     assert ("u", ten_minutes.group, t - ten_minutes.size_ms + MINUTE_MS) in windows
 
 
-@pytest.fixture
-def few_snapshot_partitions(spark: Any) -> Iterator[None]:
-    # Delta rebuilds a table's state in 50 tasks by default: most of the time a 250-row table
-    # takes on two cores.
-    key = "spark.databricks.delta.snapshotPartitions"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "2")
-    yield
-    if before is None:
-        spark.conf.unset(key)
-    else:
-        spark.conf.set(key, before)
-
-
-@pytest.mark.usefixtures("few_snapshot_partitions")
 def test_the_job_writes_gold_tables_from_one_bronze_version(
     spark: Any, traffic: Traffic, lake_dir: Path
 ) -> None:
