@@ -187,11 +187,30 @@ def main() -> None:
         "sparse history (every event opens windows of its own, the costly case); 0.0002\n"
         "starts every session within 17 s, like live traffic at the target rate",
     )
+    parser.add_argument(
+        "--phases", default="throughput,latency", help="which parts to run (comma-separated)"
+    )
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     overrides = [*args.overrides, f"simulator.users={args.users}"]
     run = f"bench-{int(time.time())}"
     up(load_settings(args.env, overrides), report=lambda line: None)
 
+    if "throughput" in phases:
+        throughput(args, overrides, run)
+    if "latency" in phases:
+        lat_settings, lat_args = isolated(args.env, overrides, f"{run}-lat")
+        seen = latency(lat_settings, lat_args, args.rate, args.latency_s)
+        print(
+            f"event->feature latency   p50 {percentile(seen, 50):.2f} s"
+            f"  p99 {percentile(seen, 99):.2f} s at {args.rate:,} events/s ({len(seen):,} events,"
+            f" {lat_settings.flink.delivery_guarantee},"
+            f" checkpoint every {lat_settings.flink.checkpoint_interval_ms} ms)"
+        )
+
+
+def throughput(args: argparse.Namespace, overrides: list[str], run: str) -> None:
+    """Both jobs' Kafka-to-Kafka rates beside the raw consume rate, and the state size."""
     settings, job_args = isolated(args.env, overrides, run)
     parallelism = settings.flink.parallelism
     events = list(Simulator(settings.simulator, events=args.events, days=args.days).events())
@@ -220,15 +239,6 @@ def main() -> None:
     print(
         f"online_cf                {cf:>10,.0f} events/s"
         f"  ({cf / raw:.1%} of raw, history {cf_settings.cf.history_size})"
-    )
-
-    lat_settings, lat_args = isolated(args.env, overrides, f"{run}-lat")
-    seen = latency(lat_settings, lat_args, args.rate, args.latency_s)
-    print(
-        f"event->feature latency   p50 {percentile(seen, 50):.2f} s"
-        f"  p99 {percentile(seen, 99):.2f} s at {args.rate:,} events/s ({len(seen):,} events,"
-        f" {lat_settings.flink.delivery_guarantee},"
-        f" checkpoint every {lat_settings.flink.checkpoint_interval_ms} ms)"
     )
 
 
