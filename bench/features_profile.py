@@ -12,11 +12,12 @@ compared with each other rather than read as absolute figures. Usage (the flink 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from cli import bench_parser
 
 from rtrec.config import Settings, load_settings
 from rtrec.schema import encode
@@ -26,8 +27,7 @@ from rtrec.sources.simulator import Simulator
 VARIANTS = {
     "source": ["SELECT payload FROM raw_file"],
     "parse": ["SELECT event_id, user_id, event_ts FROM parsed"],
-    "dedup (rowtime)": ["SELECT event_id, user_id, event_ts FROM accepted"],
-    "dedup (proctime)": ["SELECT event_id, user_id, event_ts FROM accepted_now"],
+    "dedup": ["SELECT event_id, user_id, event_ts FROM accepted"],
     "totals": ["user_totals"],
     "user windows+sessions+recent": ["user_features"],
     "recent arrays (SQL)": ["recent"],
@@ -83,16 +83,7 @@ def _blackhole(table: Any) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--env", default="local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument(
-        "--days", type=float, default=2.0, help="event-time span of the sessions' starts"
-    )
+    parser = bench_parser(__doc__ or "", events=100_000)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rtrec-profile-") as tmp:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import defaultdict
 
+from cli import bench_parser
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -169,24 +170,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--env", default="local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser = bench_parser(__doc__ or "", events=200_000)
     parser.add_argument("--cf-events", type=int, default=10_000)
-    parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--latency-s", type=int, default=30)
-    parser.add_argument(
-        "--days",
-        type=float,
-        default=2.0,
-        help="event-time span of the throughput load: 2 days of 200,000 events is a replay of\n"
-        "sparse history (every event opens windows of its own, the costly case); 0.0002\n"
-        "starts every session within 17 s, like live traffic at the target rate",
-    )
     parser.add_argument(
         "--phases", default="throughput,latency", help="which parts to run (comma-separated)"
     )

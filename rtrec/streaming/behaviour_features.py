@@ -126,27 +126,27 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
         f"FROM `{raw_events}` AS r, "
         f"LATERAL TABLE(parse_event(r.payload, r.kafka_ts)) AS p({columns})"
     )
-    # First arrival of each event_id wins (producers re-send on retries), deduplicated twice:
-    # ordered by rowtime, the result stays append-only with event_time a time attribute, but
-    # a row leaves only when the watermark passes it, which windows wait for anyway; ordered
-    # by processing time, a row leaves at once, which the running totals need to be fresh.
+    # First arrival of each event_id wins (producers re-send on retries). Ordered by processing
+    # time, a row leaves at once (the running totals need that) and event_time stays a time
+    # attribute for the windows. A rowtime order would hold each row until the watermark passed
+    # it; held across an idle spell of its partition, the row could reach the windows behind a
+    # watermark another partition had advanced, and be dropped there without being late here.
     # The event travels through the deduplication as one ROW column: the planner pushes each
     # consumer's column pruning below a deduplication, and consumers that read different
     # columns would then each get a deduplication (keyed state and a shuffle) of their own.
     fields = ", ".join(f"`{name}`" for name in EVENT_SCHEMA.names)
     row_type = ", ".join(f"`{f.name}` {FLINK_SQL_TYPES[f.kind]}" for f in EVENT_SCHEMA.fields)
-    for view, order in (("accepted", "event_time"), ("accepted_now", "proc_time")):
-        t_env.execute_sql(
-            f"CREATE TEMPORARY VIEW {view}_rows AS SELECT event_time, proc_time, ev FROM ("
-            f" SELECT event_time, proc_time, CAST(ROW({fields}) AS ROW<{row_type}>) AS ev, "
-            f" ROW_NUMBER() OVER (PARTITION BY `{EVENT_ID}` ORDER BY {order}) AS rn"
-            f" FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND NOT is_late) WHERE rn = 1"
-        )
-        t_env.execute_sql(
-            f"CREATE TEMPORARY VIEW {view} AS SELECT event_time, proc_time, "
-            + ", ".join(f"ev.`{name}` AS `{name}`" for name in EVENT_SCHEMA.names)
-            + f" FROM {view}_rows"
-        )
+    t_env.execute_sql(
+        f"CREATE TEMPORARY VIEW accepted_rows AS SELECT event_time, proc_time, ev FROM ("
+        f" SELECT event_time, proc_time, CAST(ROW({fields}) AS ROW<{row_type}>) AS ev, "
+        f" ROW_NUMBER() OVER (PARTITION BY `{EVENT_ID}` ORDER BY proc_time) AS rn"
+        f" FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND NOT is_late) WHERE rn = 1"
+    )
+    t_env.execute_sql(
+        "CREATE TEMPORARY VIEW accepted AS SELECT event_time, proc_time, "
+        + ", ".join(f"ev.`{name}` AS `{name}`" for name in EVENT_SCHEMA.names)
+        + " FROM accepted_rows"
+    )
     user_counts = [
         (EVENTS, "CAST(COUNT(*) AS DOUBLE)"),
         *((type_count(t), _count(_is(t))) for t in EVENT_TYPES),
@@ -169,13 +169,16 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
     ]
     # The planner drops a constant from the upsert key, and an upsert key that is not the
     # sink's primary key makes every update a tombstone plus an insert. A group name derived
-    # from the user column survives as a grouping key, so updates stay single upserts.
+    # from the user column survives as a grouping key, so updates stay single upserts. It reads
+    # event_time too, only so that this consumer prunes the same columns as the others and
+    # shares their deduplication.
     totals = (
         f"SELECT `{USER_ID}` AS `{ENTITY_ID}`, `{FEATURE_GROUP}`, "
         f"MIN(`{EVENT_TS}`) AS `{WINDOW_START}`, MAX(`{EVENT_TS}`) AS `{WINDOW_END}`, "
         f"{_features([*user_counts, (LAST_EVENT_TS, f'CAST(MAX(`{EVENT_TS}`) AS DOUBLE)')])} "
-        f"FROM (SELECT *, CONCAT('{TOTALS_GROUP}', SUBSTRING(`{USER_ID}`, 1, 0)) "
-        f"AS `{FEATURE_GROUP}` FROM accepted_now) "
+        f"FROM (SELECT *, CONCAT('{TOTALS_GROUP}', SUBSTRING(`{USER_ID}`, 1, 0), "
+        f"SUBSTRING(CAST(event_time AS STRING), 1, 0)) "
+        f"AS `{FEATURE_GROUP}` FROM accepted) "
         f"GROUP BY `{USER_ID}`, `{FEATURE_GROUP}`"
     )
     user_queries = [

@@ -43,6 +43,16 @@ def record_key(value: dict[str, Any]) -> tuple[str, str, int, int, str]:
     )
 
 
+def differences(stream: set[tuple[Any, ...]], batch: set[tuple[Any, ...]]) -> str:
+    """Each differing window, stream beside batch, by (entity, group, start)."""
+    by_window: dict[tuple[Any, ...], list[Any]] = {}
+    for side, records in ((0, stream - batch), (1, batch - stream)):
+        for record in records:
+            by_window.setdefault(record[:3], [None, None])[side] = record[3:]
+    lines = [f"{key}: stream {s} batch {b}" for key, (s, b) in sorted(by_window.items())[:20]]
+    return f"{len(by_window)} windows differ:\n" + "\n".join(lines)
+
+
 def stream_windows(bootstrap: str, topics: list[str]) -> set[tuple[str, str, int, int, str]]:
     found = set()
     for topic in topics:
@@ -143,7 +153,7 @@ def test_stream_and_batch_compute_the_same_features(
         if not key[0].startswith("marker")
     }
     assert len(streamed) > 1000
-    assert streamed == batch_windows
+    assert streamed == batch_windows, differences(streamed, batch_windows)
 
     stream_totals = {
         user: features
