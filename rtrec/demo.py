@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -84,24 +84,29 @@ def run_demo(
 
 
 def _produce(settings: Settings, rate: int, observed: Observed, stop: threading.Event) -> None:
-    """Send simulated traffic (1% duplicates, 1% malformed) in one-second batches."""
+    """Simulated shoppers as live traffic (1% re-sends, 1% malformed): a day of sessions that
+    starts now, each event sent when the wall clock reaches its event time, so the watermark
+    follows the clock and nothing arrives late."""
     from rtrec.producer import produce
+    from rtrec.sources import Record, paced
     from rtrec.sources.simulator import Simulator
 
-    batch = 0
-    while not stop.is_set():
-        simulator = Simulator(
-            settings.simulator,
-            events=rate,
-            duplicates=rate // 100,
-            malformed=rate // 100,
-            seed=settings.simulator.seed + batch,
-        )
-        started = time.monotonic()
-        summary = produce(settings, simulator.stream(), source="demo", out=io.StringIO())
-        observed.produced += summary.messages
-        batch += 1
-        stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+    now = settings.simulator.model_copy(update={"start_ts_ms": int(time.time() * 1000)})
+    events = rate * 86_400
+    simulator = Simulator(
+        now, events=events, duplicates=events // 100, malformed=events // 100, days=1.0
+    )
+
+    def until_stopped(records: Iterator[Record]) -> Iterator[Record]:
+        for record in records:
+            if stop.is_set():
+                return
+            observed.produced += 1
+            yield record
+
+    produce(
+        settings, until_stopped(paced(simulator.stream(), 1.0)), source="demo", out=io.StringIO()
+    )
 
 
 def _watch(
