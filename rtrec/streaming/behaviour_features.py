@@ -234,6 +234,10 @@ def run_behaviour_features_job(settings: Settings) -> None:
 
     topics = settings.kafka.topics
     t_env = create_table_env(settings, JOB_NAME)
+    # A Python operator hands its results back when a bundle closes; Flink's 1 s default would
+    # add up to a second to every event's latency at moderate rates. (The CF job keeps the
+    # default: its Python operators pass many records per event, and short bundles slowed it.)
+    t_env.get_config().set("python.fn-execution.bundle.time", "100")
     group = f"{settings.flink.consumer_group}-features"
     t_env.execute_sql(raw_events_ddl(settings, "events_raw", group))
     t_env.execute_sql(dlq_ddl(settings, "events_dlq", topics.dlq))

@@ -39,9 +39,6 @@ def flink_options(settings: Settings, job_name: str) -> dict[str, str]:
         "restart-strategy.fixed-delay.attempts": "3",
         "restart-strategy.fixed-delay.delay": "2 s",
         "table.exec.source.idle-timeout": "5 s",
-        # A Python operator hands its results back when a bundle closes; the 1 s default would
-        # add up to a second to every event's latency at moderate rates.
-        "python.fn-execution.bundle.time": "100",
         # Window boundaries and timestamp conversions must not depend on the machine's zone.
         "table.local-time-zone": "UTC",
         # Unbounded keyed state (deduplication, running totals) expires; windows clean up by
