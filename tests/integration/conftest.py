@@ -12,7 +12,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,15 +176,23 @@ def latest_totals(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
     return {user: record[FEATURES] for (user, _), record in latest.items()}
 
 
-def wait_for(condition: Callable[[], bool], what: str, job: RunningJob, timeout_s: float) -> None:
-    """Poll ``condition`` until it holds; fail at once if ``job`` dies, or after ``timeout_s``."""
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    job: RunningJob | Sequence[RunningJob],
+    timeout_s: float,
+) -> None:
+    """Poll ``condition`` until it holds; fail at once if a job dies, or after ``timeout_s``."""
+    jobs = [job] if isinstance(job, RunningJob) else list(job)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
             return
-        assert job.alive(), f"{job.name} died:\n{job.tail()}"
+        for running in jobs:
+            assert running.alive(), f"{running.name} died:\n{running.tail()}"
         time.sleep(2)
-    raise AssertionError(f"timed out waiting for {what}:\n{job.tail()}")
+    tails = "\n".join(running.tail() for running in jobs)
+    raise AssertionError(f"timed out waiting for {what}:\n{tails}")
 
 
 def shuffled(records: list[Any], seed: int = 5) -> list[Any]:

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import Stack, latest_records, latest_totals, latest_values
+from conftest import Stack, latest_records, latest_totals, latest_values, wait_for
 
 from rtrec.features.definitions import (
     FEATURES,
@@ -97,13 +97,7 @@ def test_redis_holds_the_latest_committed_features_neighbours_and_scores(
                         return False
             return True
 
-        deadline = time.monotonic() + TIMEOUT_S
-        while not synced():
-            assert all(job.alive() for job in jobs), [job.tail() for job in jobs]
-            assert time.monotonic() < deadline, (
-                "Redis did not catch up with recent items, neighbours and scores"
-            )
-            time.sleep(3)
+        wait_for(synced, "Redis to hold recent items, neighbours and scores", jobs, TIMEOUT_S)
     finally:
         for job in jobs:
             job.stop()
