@@ -72,10 +72,18 @@ def start_job(name: str, command: Sequence[str], log: Path, cwd: Path | None = N
     """Run ``command`` in its own process group with output appended to ``log``.
 
     The directory of the command's program goes first on PATH, as if its environment were
-    activated: spark-submit finds its Spark home through the ``python3`` on PATH."""
+    activated: spark-submit finds its Spark home through the ``python3`` on PATH. A Flink
+    job's own logs (its mini-cluster's, and RocksDB's) go to ``<log>.flink/`` beside ``log``:
+    PyFlink's default is one file inside the installed package, which each job overwrites."""
     log.parent.mkdir(parents=True, exist_ok=True)
     path = f"{Path(command[0]).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "SPARK_LOCAL_IP": "127.0.0.1"}
+    flink_logs = log.with_name(f"{log.name}.flink")
+    env = {
+        **os.environ,
+        "PATH": path,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "FLINK_LOG_DIR": str(flink_logs),
+    }
     return RunningJob(name, start_detached(command, cwd or Path.cwd(), log, env), log)
 
 
