@@ -113,6 +113,8 @@ class CfSettings(Section):
     candidates: int = Field(ge=1)
     # Event-time period of the coalesced norm and ranking fan-outs.
     flush_interval_ms: int = Field(ge=1)
+    # Wall-clock bound on a pending fan-out: event time stops when the input goes quiet.
+    idle_flush_ms: int = Field(ge=1)
     # A safety net well above history_ttl_ms: a user's state outlives their history.
     state_ttl_ms: int = Field(ge=1)
 

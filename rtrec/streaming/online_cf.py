@@ -5,7 +5,8 @@ event-time timestamps and watermarks, and returns the output DataStreams, so a t
 collection while ``run_online_cf_job`` wires Kafka in and out. The operators only load state,
 call the pure functions and route what they return; the coalesced fan-outs (``flush_row``,
 ``flush_neighbours``) run on event-time timers, which the final watermark of a bounded input
-fires, so a bounded run ends at quiescence.
+fires, so a bounded run ends at quiescence, and on a processing-time fallback for when event
+time stops (see ``build_online_cf_pipeline``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from rtrec.cf import (
 from rtrec.cf.records import NEIGHBOURS, SCORE, SCORES
 from rtrec.config import Settings
 from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, USER_ID
+from rtrec.schema.flink import EVENT_TIME
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
 
 JOB_NAME = "rtrec-online-cf"
@@ -56,14 +58,24 @@ class OnlineCfStreams:
 
 
 def build_online_cf_pipeline(
-    events: Any, params: CfParams, flush_interval_ms: int, state_ttl_ms: int | None = None
+    events: Any,
+    params: CfParams,
+    flush_interval_ms: int,
+    idle_flush_ms: int | None = None,
+    state_ttl_ms: int | None = None,
 ) -> OnlineCfStreams:
     """Wire the four stages over ``events``, a DataStream of CfEvent with event-time
     timestamps and watermarks in which each user's events are still in arrival order (keep
     every connection before this FORWARD, as ``read_valid_events`` does).
 
-    ``flush_interval_ms`` is the event-time period of the coalesced fan-outs; ``state_ttl_ms``
-    the processing-time safety TTL on all state (None: none).
+    ``flush_interval_ms`` is the event-time period of the coalesced fan-outs. ``idle_flush_ms``
+    (None: none) bounds in wall-clock time how long a pending fan-out waits, because event time
+    can stop: the watermark stays behind the last events while the input is quiet, and a PyFlink
+    operator that holds a watermark until its bundle ends drops it if the idle status of the
+    source overtakes it (it forwards the status at once, and an idle output discards
+    watermarks), so after a catch-up the last one may never arrive. Flushes are idempotent, so
+    whichever timer comes second finds nothing to do. ``state_ttl_ms`` is the processing-time
+    safety TTL on all state (None: none).
     """
     from pyflink.common import Time, Types
     from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
@@ -89,9 +101,15 @@ def build_online_cf_pipeline(
     def value_state(context: RuntimeContext, name: str) -> Any:
         return context.get_state(with_ttl(ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())))
 
-    def next_flush(ctx: Any) -> int:
+    def schedule_flush(ctx: Any) -> None:
+        timers = ctx.timer_service()
+        # A record sent by a processing-time flush carries no timestamp.
+        timestamp = ctx.timestamp()
+        now = timers.current_watermark() if timestamp is None else timestamp
         # Aligned boundaries, so a burst of changes on one key shares one timer.
-        return int((ctx.timestamp() // flush_interval_ms + 1) * flush_interval_ms)
+        timers.register_event_time_timer((now // flush_interval_ms + 1) * flush_interval_ms)
+        if idle_flush_ms is not None:
+            timers.register_processing_time_timer(timers.current_processing_time() + idle_flush_ms)
 
     class History(KeyedProcessFunction):  # type: ignore[misc]
         """Stage 1, keyed by user."""
@@ -126,7 +144,7 @@ def build_online_cf_pipeline(
             before = self.state.value() or RowState()
             state, messages = apply_row_delta(before, delta, params)
             if state.norm_moved and not before.norm_moved:
-                ctx.timer_service().register_event_time_timer(next_flush(ctx))
+                schedule_flush(ctx)
             self.state.update(state)
             yield from messages
 
@@ -155,7 +173,7 @@ def build_online_cf_pipeline(
                 return
             state = apply_partner_update(before, message, params)
             if state.neighbours != state.published and before.neighbours == before.published:
-                ctx.timer_service().register_event_time_timer(next_flush(ctx))
+                schedule_flush(ctx)
             self.state.update(state)
 
         def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
@@ -226,13 +244,15 @@ def read_valid_events(t_env: Any, raw_events: str) -> Any:
     t_env.create_temporary_system_function("parse_event", parse_event_udtf())
     fields = ", ".join(f"p.`{f}`" for f in (EVENT_ID, USER_ID, ITEM_ID, EVENT_TYPE, EVENT_TS))
     columns = ", ".join(f"`{c}`" for c in PARSED_COLUMNS)
+    # The rowtime column must be selected: it is what to_data_stream stamps on each record.
+    # Without it every record carries Long.MIN_VALUE, and each flush timer was due at once.
     valid = t_env.sql_query(
-        f"SELECT {fields} FROM `{raw_events}` AS r, "
+        f"SELECT {fields}, r.`{EVENT_TIME}` FROM `{raw_events}` AS r, "
         f"LATERAL TABLE(parse_event(r.payload, r.kafka_ts)) AS p({columns}) "
         f"WHERE p.`{PARSE_ERROR}` IS NULL"
     )
     return t_env.to_data_stream(valid).map(
-        lambda row: CfEvent(*row), output_type=Types.PICKLED_BYTE_ARRAY()
+        lambda row: CfEvent(*row[:-1]), output_type=Types.PICKLED_BYTE_ARRAY()
     )
 
 
@@ -253,6 +273,7 @@ def run_online_cf_job(settings: Settings) -> None:
         events,
         params,
         cf.flush_interval_ms,
+        idle_flush_ms=cf.idle_flush_ms,
         state_ttl_ms=cf.state_ttl_ms,
     )
 

@@ -66,7 +66,9 @@ def test_job_output_equals_the_pure_core_at_quiescence(tmp_path: Path) -> None:
         read_valid_events(t_env, "raw_file"),
         params,
         flush_interval_ms=3_600_000,
-        state_ttl_ms=settings.cf.state_ttl_ms,  # as the job runs it
+        # As the job runs them; the fallback flushes change only when output appears.
+        idle_flush_ms=settings.cf.idle_flush_ms,
+        state_ttl_ms=settings.cf.state_ttl_ms,
     )
     outputs = streams.neighbours.map(lambda n: ("item", n.item, n.neighbours)).union(
         streams.scores.map(lambda s: ("user", s.user, s.scores))
@@ -83,3 +85,32 @@ def test_job_output_equals_the_pure_core_at_quiescence(tmp_path: Path) -> None:
         for key, ranked in want.items():
             assert [k for k, _ in got[key]] == [k for k, _ in ranked], key
             assert [v for _, v in got[key]] == pytest.approx([v for _, v in ranked], rel=1e-9)
+
+
+def test_valid_events_carry_their_event_time(tmp_path: Path) -> None:
+    """The flush timers are set from each record's timestamp: ``read_valid_events`` must stamp
+    the event time on every record (without it, Flink gives them Long.MIN_VALUE)."""
+    from pyflink.common import Types
+    from pyflink.datastream import ProcessFunction
+
+    from rtrec.streaming.kafka import raw_file_ddl
+    from rtrec.streaming.online_cf import read_valid_events
+    from rtrec.streaming.stream_env import create_stream_env
+
+    settings = load_settings("local", [f"flink.checkpoint_dir={tmp_path / 'checkpoints'}"])
+    events = _events(7, 40)
+    (tmp_path / "events.txt").write_bytes(b"\n".join(_payload(e) for e in events) + b"\n")
+    _, t_env = create_stream_env(settings, "rtrec-test-event-time")
+    t_env.execute_sql(raw_file_ddl("raw_file", tmp_path / "events.txt"))
+
+    class Stamps(ProcessFunction):  # type: ignore[misc]
+        def process_element(self, event: CfEvent, ctx: Any) -> Any:
+            yield event.event_id, event.event_ts, ctx.timestamp()
+
+    stamps = read_valid_events(t_env, "raw_file").process(
+        Stamps(), Types.TUPLE([Types.STRING(), Types.LONG(), Types.LONG()])
+    )
+    with stamps.execute_and_collect() as results:
+        seen = list(results)
+    assert {event_id for event_id, _, _ in seen} == {e.event_id for e in events}
+    assert all(stamp == event_ts for _, event_ts, stamp in seen)

@@ -8,23 +8,26 @@ stack or another session's.
 from __future__ import annotations
 
 import json
+import math
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rtrec.cf.records import SCORE
 from rtrec.config import Settings, load_settings
 from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTALS_GROUP
 from rtrec.launch import RunningJob
 from rtrec.local import State, down, ensure_topics, status, up
 from rtrec.local.process import group_members, pid_alive
 from rtrec.producer import produce
+from rtrec.schema.events import ITEM_ID
 from rtrec.sources import Duplicate, Malformed
 
 
@@ -140,6 +143,44 @@ def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any
                 yield message
     finally:
         consumer.close()
+
+
+Lists = dict[str, list[tuple[str, float]]]  # key -> ranked (item, score), best first
+
+
+def latest_ranked(settings: Settings, topic: str, column: str) -> Lists:
+    """The latest committed list per key of an upsert topic of ranked (item, score) lists:
+    ``rtrec.item_neighbours`` or ``rtrec.cf_scores``. An empty list (a user whose candidates
+    all left) is no record, as in gold."""
+    latest: Lists = {}
+    # A local broker serves what is committed at once; a short idle wait polls faster.
+    for message in consume_all(settings.kafka.bootstrap_servers, topic, idle_s=1.0):
+        key = message.key().decode()
+        value = None if message.value() is None else json.loads(message.value())[column]
+        if value:
+            latest[key] = [(entry[ITEM_ID], entry[SCORE]) for entry in value]
+        else:
+            latest.pop(key, None)
+    return latest
+
+
+def assert_same_rankings(
+    streamed: Mapping[str, Sequence[tuple[str, float]]],
+    expected: Mapping[str, Sequence[tuple[str, float]]],
+    rel: float = 1e-9,
+) -> None:
+    """Same keys, and the same members in the same order; scores within a relative ``rel``."""
+    assert streamed.keys() == expected.keys()
+    assert {k: [m for m, _ in v] for k, v in streamed.items()} == {
+        k: [m for m, _ in v] for k, v in expected.items()
+    }
+    off = [
+        (key, a, b)
+        for key in expected
+        for (_, a), (_, b) in zip(streamed[key], expected[key], strict=True)
+        if not math.isclose(a, b, rel_tol=rel)
+    ]
+    assert not off, f"{len(off)} scores differ, e.g. {off[:3]}"
 
 
 def latest_records(
