@@ -5,8 +5,9 @@ event->feature latency at a fixed input rate.
 Needs the local stack (`rtrec local up`, started here if it is not running). Every run uses
 topics and a consumer group of its own. Usage:
 
-    .venvs/app/bin/python bench/streaming.py [--events 200000] [--cf-events 10000]
-        [--rate 1000] [--latency-s 30] [--env local] [--set key=value ...]
+    .venvs/app/bin/python bench/streaming.py [--phases features,cf,latency]
+        [--events 200000] [--cf-events 10000] [--days 2] [--rate 1000] [--latency-s 30]
+        [--env local] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -175,7 +176,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--latency-s", type=int, default=30)
     parser.add_argument(
-        "--phases", default="throughput,latency", help="which parts to run (comma-separated)"
+        "--phases",
+        default="features,cf,latency",
+        help="which parts to run (comma-separated): features and cf are the jobs' throughput",
     )
     args = parser.parse_args()
     phases = set(args.phases.split(","))
@@ -183,8 +186,8 @@ def main() -> None:
     run = f"bench-{int(time.time())}"
     up(load_settings(args.env, overrides), report=lambda line: None)
 
-    if "throughput" in phases:
-        throughput(args, overrides, run)
+    if phases & {"features", "cf"}:
+        throughput(args, overrides, run, phases)
     if "latency" in phases:
         lat_settings, lat_args = isolated(args.env, overrides, f"{run}-lat")
         seen = latency(lat_settings, lat_args, args.rate, args.latency_s)
@@ -196,8 +199,9 @@ def main() -> None:
         )
 
 
-def throughput(args: argparse.Namespace, overrides: list[str], run: str) -> None:
-    """Both jobs' Kafka-to-Kafka rates beside the raw consume rate, and the state size."""
+def throughput(args: argparse.Namespace, overrides: list[str], run: str, jobs: set[str]) -> None:
+    """The jobs' Kafka-to-Kafka rates (``jobs``: features, cf) beside the raw consume rate of
+    the same topic, and the features job's state size."""
     settings, job_args = isolated(args.env, overrides, run)
     parallelism = settings.flink.parallelism
     events = list(Simulator(settings.simulator, events=args.events, days=args.days).events())
@@ -207,26 +211,34 @@ def throughput(args: argparse.Namespace, overrides: list[str], run: str) -> None
         f"load: {len(events):,} events from {args.users:,} users over {span_s:,.0f} s of event"
         f" time ({len(events) / span_s:,.0f} events per event-time second)"
     )
-    features = job_throughput(settings, job_args, "behaviour_features", f"{run}-features", events)
+    if "features" in jobs:
+        features = job_throughput(
+            settings, job_args, "behaviour_features", f"{run}-features", events
+        )
+    else:
+        produce(settings, events, source="bench", out=io.StringIO())
     raw = raw_consume_rate(settings, len(events))
     print(f"raw Kafka consume        {raw:>10,.0f} events/s  ({len(events):,} events)")
-    print(
-        f"behaviour_features       {features:>10,.0f} events/s"
-        f"  ({features / raw:.1%} of raw, parallelism {parallelism})"
-    )
-    checkpoints = settings.root / ".run" / "bench" / run
-    size = sum(p.stat().st_size for p in checkpoints.rglob("*") if p.is_file())
-    print(
-        f"  checkpoint directory   {size / 1e6:>10,.1f} MB for {args.users:,} users"
-        " (retained checkpoints)"
-    )
-
-    cf_settings, cf_args = isolated(args.env, overrides, f"{run}-cf")
-    cf = job_throughput(cf_settings, cf_args, "online_cf", f"{run}-cf-cf", events[: args.cf_events])
-    print(
-        f"online_cf                {cf:>10,.0f} events/s"
-        f"  ({cf / raw:.1%} of raw, history {cf_settings.cf.history_size})"
-    )
+    if "features" in jobs:
+        print(
+            f"behaviour_features       {features:>10,.0f} events/s"
+            f"  ({features / raw:.1%} of raw, parallelism {parallelism})"
+        )
+        checkpoints = settings.root / ".run" / "bench" / run
+        size = sum(p.stat().st_size for p in checkpoints.rglob("*") if p.is_file())
+        print(
+            f"  checkpoint directory   {size / 1e6:>10,.1f} MB for {args.users:,} users"
+            " (retained checkpoints)"
+        )
+    if "cf" in jobs:
+        cf_settings, cf_args = isolated(args.env, overrides, f"{run}-cf")
+        cf_events = events[: args.cf_events]
+        cf = job_throughput(cf_settings, cf_args, "online_cf", f"{run}-cf-cf", cf_events)
+        print(
+            f"online_cf                {cf:>10,.0f} events/s"
+            f"  ({cf / raw:.1%} of raw, history {cf_settings.cf.history_size},"
+            f" {len(cf_events):,} events)"
+        )
 
 
 if __name__ == "__main__":

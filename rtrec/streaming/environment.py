@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
+
+# Read by PyFlink when a job is submitted. On a local mini-cluster PyFlink otherwise runs every
+# Python worker as a thread of the client process ("loopback"), so the Python operators of all
+# subtasks share one interpreter lock; "process" gives each slot its own worker process, as a
+# cluster does. The online CF job ran 1.9x faster (59 -> 111 events/s, bench/streaming.py).
+PYTHON_WORKER_MODE = "_python_worker_execution_mode"
+
+
+def use_python_worker_processes() -> None:
+    """One Python worker process per slot, also on a local mini-cluster (the environment can
+    still choose ``loopback``, for a debugger)."""
+    os.environ.setdefault(PYTHON_WORKER_MODE, "process")
 
 
 def connector_jars(settings: Settings) -> list[Path]:
@@ -78,6 +91,7 @@ def create_table_env(settings: Settings, job_name: str) -> Any:
     """A streaming TableEnvironment with connectors, checkpointing and this interpreter for UDFs."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
+    use_python_worker_processes()
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     conf = t_env.get_config()
     for key, value in flink_options(settings, job_name).items():

@@ -48,6 +48,7 @@ from rtrec.schema.flink import EVENT_TIME
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
 
 JOB_NAME = "rtrec-online-cf"
+NO_TIMESTAMP = -(2**63)  # what PyFlink reports for a record without one (Long.MIN_VALUE)
 NEIGHBOUR_ROW_NAMES = [ITEM_ID, SCORE]
 
 
@@ -103,13 +104,15 @@ def build_online_cf_pipeline(
 
     def schedule_flush(ctx: Any) -> None:
         timers = ctx.timer_service()
-        # A record sent by a processing-time flush carries no timestamp.
         timestamp = ctx.timestamp()
-        now = timers.current_watermark() if timestamp is None else timestamp
-        # Aligned boundaries, so a burst of changes on one key shares one timer.
-        timers.register_event_time_timer((now // flush_interval_ms + 1) * flush_interval_ms)
+        if timestamp is None or timestamp == NO_TIMESTAMP:  # sent by a processing-time flush
+            timestamp = timers.current_watermark()
+        # Aligned boundaries, so a burst of changes on one key shares one timer of each kind
+        # (Flink keeps one per key and time).
+        timers.register_event_time_timer(_next_boundary(timestamp, flush_interval_ms))
         if idle_flush_ms is not None:
-            timers.register_processing_time_timer(timers.current_processing_time() + idle_flush_ms)
+            wall = timers.current_processing_time()
+            timers.register_processing_time_timer(_next_boundary(wall, idle_flush_ms))
 
     class History(KeyedProcessFunction):  # type: ignore[misc]
         """Stage 1, keyed by user."""
@@ -311,6 +314,10 @@ def run_online_cf_job(settings: Settings) -> None:
     statements.add_insert("cf_scores", t_env.from_data_stream(score_rows))
     statements.attach_as_datastream()
     env.execute(JOB_NAME)
+
+
+def _next_boundary(time_ms: int, period_ms: int) -> int:
+    return (time_ms // period_ms + 1) * period_ms
 
 
 def _user_of(message: CfEvent | UserProfile | NeighbourPush) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rtrec.config import Settings
-from rtrec.streaming.environment import flink_options
+from rtrec.streaming.environment import flink_options, use_python_worker_processes
 
 
 def create_stream_env(settings: Settings, job_name: str) -> tuple[Any, Any]:
@@ -18,6 +18,7 @@ def create_stream_env(settings: Settings, job_name: str) -> tuple[Any, Any]:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
+    use_python_worker_processes()
     config = Configuration()
     for key, value in flink_options(settings, job_name).items():
         config.set_string(key, value)
