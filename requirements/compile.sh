@@ -12,5 +12,5 @@ compile() {  # name extras...
     --python-platform x86_64-unknown-linux-gnu --no-header --no-annotate -q -o "requirements/$name.lock"
 }
 compile flink flink dev
-compile spark spark dev
+compile spark spark train dev
 compile app serve kafka lake dev

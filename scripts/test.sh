@@ -18,6 +18,8 @@ tier() {  # name command...
 tier "lint (ruff)" bash -c "$app/ruff check . && $app/ruff format --check ."
 tier "types (mypy)" "$app/mypy"
 tier "unit" "$app/pytest" -m unit tests/unit
+# torch lives in the spark environment (TorchDistributor runs the training there).
+tier "unit: training" .venvs/spark/bin/pytest -p no:cacheprovider -m unit tests/training
 tier "component: flink" .venvs/flink/bin/pytest -p no:cacheprovider -m "component and flink" tests/flink
 tier "component: spark" .venvs/spark/bin/pytest -p no:cacheprovider -m "component and spark" tests/spark
 tier "integration" "$app/pytest" -m integration tests/integration
