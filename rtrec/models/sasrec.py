@@ -19,9 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-PAD = 0
-UNKNOWN = 1
-FIRST_ITEM = 2
+from rtrec.models.vocabulary import FIRST_ITEM, PAD
 
 
 @dataclass(frozen=True)

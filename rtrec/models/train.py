@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rtrec.models.sasrec import FIRST_ITEM, PAD, SasRec
+from rtrec.models.sasrec import SasRec
+from rtrec.models.vocabulary import FIRST_ITEM, PAD
 
 Loss = Literal["full", "sampled"]
 

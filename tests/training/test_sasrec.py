@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rtrec.models.sasrec import FIRST_ITEM, PAD, UNKNOWN, SasRec, SasRecConfig
+from rtrec.models.sasrec import SasRec, SasRecConfig
 from rtrec.models.train import SasRecTrain, SequenceBatch
+from rtrec.models.vocabulary import FIRST_ITEM, PAD, UNKNOWN
 
 pytestmark = pytest.mark.unit
 
