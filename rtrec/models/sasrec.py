@@ -67,6 +67,13 @@ class SasRec(nn.Module):  # type: ignore[misc]
         )
         self.blocks = nn.TransformerEncoder(layer, config.blocks, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.dim)
+        # Small embeddings: with N(0, 1) the dot products start near +-100 and the softmax
+        # saturates. Padding rows stay zero.
+        for table in (self.item_ids, self.category, self.price, self.position):
+            nn.init.normal_(table.weight, std=config.dim**-0.5)
+            if table.padding_idx is not None:
+                with torch.no_grad():
+                    table.weight[table.padding_idx].zero_()
 
     def represent(self, items: Tensor, categories: Tensor, price_buckets: Tensor) -> Tensor:
         """Item vectors from item indices and side features (any shapes, broadcast alike)."""

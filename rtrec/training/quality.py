@@ -1,0 +1,75 @@
+"""The sequential model against the baselines on one time-based split of events: the
+comparison ``bench/quality.py`` prints and the quality test holds (same split, same items,
+same full-ranking metrics for everyone)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rtrec.models.vocabulary import PAD, UNKNOWN
+from rtrec.training.baselines import (
+    item_cosine,
+    knn_scores,
+    popularity,
+    recent_popularity,
+    same_for_all,
+)
+from rtrec.training.data import Split, item_side_features, split_at_share, time_split, user_steps
+from rtrec.training.loop import TrainConfig, TrainResult, score_histories, train_sasrec
+from rtrec.training.metrics import Evaluation, evaluate
+
+HOUR_MS = 3_600_000
+EXCLUDED = (PAD, UNKNOWN)  # never recommended
+
+
+@dataclass(frozen=True)
+class Comparison:
+    split: Split
+    trained: TrainResult
+    evaluation_s: float  # scoring and metrics of the model
+    results: dict[str, Evaluation]  # "sasrec" first, then the baselines
+
+
+def compare(
+    events: Sequence[Mapping[str, Any]],
+    config: TrainConfig,
+    test_share: float = 0.2,
+    knn_window: int = 5,
+    recent_half_life_ms: int = 24 * HOUR_MS,
+) -> Comparison:
+    steps = user_steps(events)
+    split = time_split(steps, split_at_share(steps, test_share))
+    categories, buckets, _ = item_side_features(split.vocabulary, events)
+    n_items = len(split.vocabulary)
+    seen = [set(h) for h in split.histories]
+    targets = np.array(split.targets)
+
+    trained = train_sasrec(split.train, categories, buckets, config)
+    started = time.perf_counter()
+    results = {
+        "sasrec": evaluate(score_histories(trained.model, split.histories), targets, seen, EXCLUDED)
+    }
+    evaluation_s = time.perf_counter() - started
+
+    examples = len(targets)
+    baselines = {
+        "popularity": same_for_all(popularity(split.train, n_items), examples),
+        "recent popularity": same_for_all(
+            recent_popularity(
+                split.train, split.train_times, n_items, split.split_ts, recent_half_life_ms
+            ),
+            examples,
+        ),
+        "item-KNN": knn_scores(
+            item_cosine(split.train, n_items, knn_window),
+            [h[-knn_window:] for h in split.histories],
+        ),
+    }
+    for name, scores in baselines.items():
+        results[name] = evaluate(scores, targets, seen, EXCLUDED)
+    return Comparison(split, trained, evaluation_s, results)
