@@ -56,9 +56,11 @@ def train_sasrec(
     categories: Sequence[int],
     price_buckets: Sequence[int],
     config: TrainConfig,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train on next-item windows of ``sequences`` (vocabulary indices); ``categories`` and
-    ``price_buckets`` hold one side-feature index per vocabulary item."""
+    ``price_buckets`` hold one side-feature index per vocabulary item. ``device``: "cpu", or
+    this rank's GPU ("cuda:<local rank>"). The returned model is on the CPU."""
     import torch.distributed as dist
 
     distributed = dist.is_available() and dist.is_initialized()
@@ -75,9 +77,13 @@ def train_sasrec(
         dropout=config.dropout,
     )
     model = SasRec(model_config, torch.tensor(categories), torch.tensor(price_buckets))
+    model.to(device)
     trainer: torch.nn.Module = SasRecTrain(model, config.loss, config.negatives)
     if world > 1:
-        trainer = torch.nn.parallel.DistributedDataParallel(trainer)
+        on_gpu = device.startswith("cuda")
+        trainer = torch.nn.parallel.DistributedDataParallel(
+            trainer, device_ids=[torch.device(device).index] if on_gpu else None
+        )
     optimiser = torch.optim.Adam(trainer.parameters(), lr=config.lr)
     inputs, targets = windows(sequences, config.max_len)
     x, y = torch.tensor(inputs), torch.tensor(targets)
@@ -93,12 +99,12 @@ def train_sasrec(
                 continue
             mine = batch[rank::world]
             optimiser.zero_grad()
-            loss = trainer(SequenceBatch(x[mine], y[mine]))
+            loss = trainer(SequenceBatch(x[mine], y[mine]).to(device))
             loss.backward()
             optimiser.step()
             seen += len(mine)
     seconds = time.perf_counter() - started
-    return TrainResult(model.eval(), seen, seconds, float(loss.detach()))
+    return TrainResult(model.cpu().eval(), seen, seconds, float(loss.detach()))
 
 
 def score_histories(
