@@ -88,6 +88,14 @@ resolve_jars() {  # group
   ln -sfn "$dir" ".jars/$group"
 }
 
+install_horovod() {  # into the spark environment, from a wheel built once per torch
+  local env; env=$(readlink -f .venvs/spark)
+  [ -f "$env/.rtrec-horovod" ] && return
+  local wheel; wheel=$(bash scripts/build_horovod.sh "$env/bin/python" "$uv")
+  VIRTUAL_ENV=$env "$uv" pip install -q --no-deps --python "$env/bin/python" "$wheel"
+  touch "$env/.rtrec-horovod"
+}
+
 prune_envs() {  # environments of checkouts that no longer exist
   local env
   for env in "$cache"/envs/*/; do
@@ -103,4 +111,5 @@ install_uv
 for group in kafka flink spark; do resolve_jars "$group"; done
 prune_envs
 for name in ${RTREC_ENVS:-app flink spark}; do build_env "$name"; done
+case " ${RTREC_ENVS:-app flink spark} " in *" spark "*) install_horovod ;; esac
 say "done in $(( $(date +%s) - start )) s (cache: $cache)"

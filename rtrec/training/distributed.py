@@ -1,9 +1,10 @@
-"""The training function run by a distributed backend: Spark's ``TorchDistributor`` here
-(Horovod's Spark runner is the second backend).
+"""The one training function (``train_sasrec``) run by two distributed backends: Spark's
+``TorchDistributor`` and Horovod's Spark runner (``horovod.spark.run``).
 
-Each rank joins the process group (gloo on CPU, NCCL with ``use_gpu``), runs
-``train_sasrec`` on its share of every batch, and rank 0 returns the weights; the driver
-rebuilds the model from them. Everything a rank needs travels as plain, picklable arguments.
+Each rank joins its backend's collective (torch.distributed with gloo on CPU or NCCL with
+``use_gpu``; Horovod over gloo), runs ``train_sasrec`` on its share of every batch, and rank 0
+returns the weights; the driver rebuilds the model from them. Everything a rank needs travels
+as plain, picklable arguments.
 """
 
 from __future__ import annotations
@@ -75,10 +76,7 @@ def train_with_torch_distributor(
 ) -> TrainResult:
     """Train with ``processes`` ranks through TorchDistributor (needs an active Spark session;
     ``local_mode`` runs the ranks on the driver, otherwise as barrier tasks on executors)."""
-    import torch
     from pyspark.ml.torch.distributor import TorchDistributor
-
-    from rtrec.models.sasrec import SasRec
 
     distributor = TorchDistributor(num_processes=processes, local_mode=local_mode, use_gpu=use_gpu)
     output = distributor.run(
@@ -89,10 +87,75 @@ def train_with_torch_distributor(
         config,
         use_gpu,
     )
-    if not isinstance(output, RankOutput):
-        raise RtrecError(f"TorchDistributor returned {type(output).__name__}, not rank 0's output")
+    return _rebuild([output], categories, price_buckets, "TorchDistributor")
+
+
+def _rebuild(
+    outputs: list[Any], categories: Sequence[int], price_buckets: Sequence[int], backend: str
+) -> TrainResult:
+    """The model from rank 0's output."""
+    import torch
+
+    from rtrec.models.sasrec import SasRec
+
+    found = [o for o in outputs if isinstance(o, RankOutput)]
+    if len(found) != 1:
+        raise RtrecError(f"{backend} returned {outputs!r:.200}, not rank 0's output")
+    output = found[0]
     model = SasRec(
         output.model_config, torch.tensor(list(categories)), torch.tensor(list(price_buckets))
     )
     model.load_state_dict(output.state)
     return TrainResult(model.eval(), output.windows, output.seconds, output.final_loss)
+
+
+def horovod_rank(
+    sequences: Sequence[Sequence[int]],
+    categories: Sequence[int],
+    price_buckets: Sequence[int],
+    config: TrainConfig,
+) -> RankOutput | None:
+    """One rank's part under Horovod (CPU; Horovod sets the rank and size)."""
+    import horovod.torch as hvd
+    import torch
+
+    from rtrec.training.loop import train_sasrec
+
+    hvd.init()
+    try:
+        result = train_sasrec(sequences, categories, price_buckets, config, collective="horovod")
+        windows = hvd.allreduce(torch.tensor([result.windows]), op=hvd.Sum)
+        if hvd.rank() != 0:
+            return None
+        model = result.model
+        return RankOutput(
+            {k: v.cpu() for k, v in model.state_dict().items()},
+            model.config,
+            int(windows.item()),
+            result.seconds,
+            result.final_loss,
+        )
+    finally:
+        hvd.shutdown()
+
+
+def train_with_horovod(
+    sequences: Sequence[Sequence[int]],
+    categories: Sequence[int],
+    price_buckets: Sequence[int],
+    config: TrainConfig,
+    processes: int = 2,
+) -> TrainResult:
+    """Train with ``processes`` ranks as Spark tasks through ``horovod.spark.run`` over gloo
+    (needs an active Spark session with that many task slots)."""
+    import horovod.spark
+
+    outputs = horovod.spark.run(
+        horovod_rank,
+        args=(list(map(list, sequences)), list(categories), list(price_buckets), config),
+        num_proc=processes,
+        use_gloo=True,
+        use_mpi=False,
+        verbose=0,
+    )
+    return _rebuild([o for o in outputs if o is not None], categories, price_buckets, "Horovod")

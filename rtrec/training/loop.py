@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ import torch
 from rtrec.models.sasrec import SasRec, SasRecConfig
 from rtrec.models.train import Loss, SasRecTrain, SequenceBatch
 from rtrec.training.data import left_pad, windows
+
+Collective = Literal["torch", "horovod"]
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,14 @@ def train_sasrec(
     price_buckets: Sequence[int],
     config: TrainConfig,
     device: str = "cpu",
+    collective: Collective = "torch",
 ) -> TrainResult:
     """Train on next-item windows of ``sequences`` (vocabulary indices); ``categories`` and
     ``price_buckets`` hold one side-feature index per vocabulary item. ``device``: "cpu", or
-    this rank's GPU ("cuda:<local rank>"). The returned model is on the CPU."""
-    import torch.distributed as dist
-
-    distributed = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    this rank's GPU ("cuda:<local rank>"). ``collective`` averages the gradients of the ranks:
+    "torch" (DDP, when torch.distributed is initialised; otherwise one process) or "horovod"
+    (Horovod's DistributedOptimizer, after ``hvd.init()``). The returned model is on the CPU."""
+    rank, world = _rank_and_world(collective)
     torch.manual_seed(config.seed)  # every rank starts from the same weights
     model_config = SasRecConfig(
         n_items=len(categories),
@@ -79,12 +81,20 @@ def train_sasrec(
     model = SasRec(model_config, torch.tensor(categories), torch.tensor(price_buckets))
     model.to(device)
     trainer: torch.nn.Module = SasRecTrain(model, config.loss, config.negatives)
-    if world > 1:
+    optimiser = torch.optim.Adam(trainer.parameters(), lr=config.lr)
+    if world > 1 and collective == "torch":
         on_gpu = device.startswith("cuda")
         trainer = torch.nn.parallel.DistributedDataParallel(
             trainer, device_ids=[torch.device(device).index] if on_gpu else None
         )
-    optimiser = torch.optim.Adam(trainer.parameters(), lr=config.lr)
+        optimiser = torch.optim.Adam(trainer.parameters(), lr=config.lr)
+    elif world > 1:
+        import horovod.torch as hvd
+
+        hvd.broadcast_parameters(trainer.state_dict(), root_rank=0)
+        optimiser = hvd.DistributedOptimizer(
+            optimiser, named_parameters=trainer.named_parameters(), op=hvd.Average
+        )
     inputs, targets = windows(sequences, config.max_len)
     x, y = torch.tensor(inputs), torch.tensor(targets)
     order_rng = torch.Generator().manual_seed(config.seed)
@@ -105,6 +115,18 @@ def train_sasrec(
             seen += len(mine)
     seconds = time.perf_counter() - started
     return TrainResult(model.cpu().eval(), seen, seconds, float(loss.detach()))
+
+
+def _rank_and_world(collective: Collective) -> tuple[int, int]:
+    if collective == "horovod":
+        import horovod.torch as hvd
+
+        return int(hvd.rank()), int(hvd.size())
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def score_histories(
