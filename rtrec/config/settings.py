@@ -119,6 +119,13 @@ class CfSettings(Section):
     state_ttl_ms: int = Field(ge=1)
 
 
+class TrainingSettings(Section):
+    """Training data (docs/training.md): the time-based split and the history kept per example."""
+
+    test_share: float = Field(gt=0.0, lt=1.0)  # the latest steps held out for evaluation
+    max_history: int = Field(ge=1)  # items of history per training example (the model's max_len)
+
+
 class PrivacySettings(Section):
     pseudonymise: bool
     key_env: str
@@ -158,5 +165,6 @@ class Settings(Section):
     producer: ProducerSettings
     simulator: SimulatorSettings
     cf: CfSettings
+    training: TrainingSettings
     privacy: PrivacySettings
     local_services: LocalServicesSettings | None = None
