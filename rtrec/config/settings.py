@@ -124,6 +124,11 @@ class TrainingSettings(Section):
 
     test_share: float = Field(gt=0.0, lt=1.0)  # the latest steps held out for evaluation
     max_history: int = Field(ge=1)  # items of history per training example (the model's max_len)
+    backend: Literal["torch_distributor", "horovod", "local"]  # who runs the training function
+    processes: int = Field(ge=1)  # ranks of a distributed backend
+    use_gpu: bool  # NCCL on the executors' GPUs (TorchDistributor); gloo on CPU otherwise
+    epochs: int = Field(ge=1)
+    force: bool  # register as challenger even if the champion is better (the gate is skipped)
 
 
 class PrivacySettings(Section):

@@ -2,9 +2,9 @@
 ``TorchDistributor`` and Horovod's Spark runner (``horovod.spark.run``).
 
 Each rank joins its backend's collective (torch.distributed with gloo on CPU or NCCL with
-``use_gpu``; Horovod over gloo), runs ``train_sasrec`` on its share of every batch, and rank 0
-returns the weights; the driver rebuilds the model from them. Everything a rank needs travels
-as plain, picklable arguments.
+``use_gpu``; Horovod over gloo), runs ``train_sasrec`` on its share of every batch, and returns
+the weights (the same on every rank); the driver rebuilds the model from one rank's answer.
+Everything a rank needs travels as plain, picklable arguments.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rtrec.training.loop import TrainConfig, TrainResult
 
 @dataclass(frozen=True)
 class RankOutput:
-    """What rank 0 sends back to the driver."""
+    """What a rank sends back to the driver."""
 
     state: dict[str, Any]
     model_config: Any  # rtrec.models.sasrec.SasRecConfig
@@ -35,7 +35,7 @@ def train_on_rank(
     price_buckets: Sequence[int],
     config: TrainConfig,
     use_gpu: bool,
-) -> RankOutput | None:
+) -> RankOutput:
     """One rank's part: the environment (RANK, WORLD_SIZE, MASTER_ADDR, ...) is the backend's."""
     import torch
     import torch.distributed as dist
@@ -51,8 +51,8 @@ def train_on_rank(
         result = train_sasrec(sequences, categories, price_buckets, config, device=device)
         windows = torch.tensor([result.windows])
         dist.all_reduce(windows)  # windows of every rank: the examples/s of the whole run
-        if dist.get_rank() != 0:
-            return None
+        # Every rank answers: TorchDistributor hands back one rank's return value, not always
+        # rank 0's, and synchronous training leaves the same weights on every rank.
         model = result.model
         return RankOutput(
             {k: v.cpu() for k, v in model.state_dict().items()},
@@ -93,14 +93,14 @@ def train_with_torch_distributor(
 def _rebuild(
     outputs: list[Any], categories: Sequence[int], price_buckets: Sequence[int], backend: str
 ) -> TrainResult:
-    """The model from rank 0's output."""
+    """The model from one rank's output."""
     import torch
 
     from rtrec.models.sasrec import SasRec
 
     found = [o for o in outputs if isinstance(o, RankOutput)]
     if len(found) != 1:
-        raise RtrecError(f"{backend} returned {outputs!r:.200}, not rank 0's output")
+        raise RtrecError(f"{backend} returned {outputs!r:.200}, not a rank's output")
     output = found[0]
     model = SasRec(
         output.model_config, torch.tensor(list(categories)), torch.tensor(list(price_buckets))
@@ -114,7 +114,7 @@ def horovod_rank(
     categories: Sequence[int],
     price_buckets: Sequence[int],
     config: TrainConfig,
-) -> RankOutput | None:
+) -> RankOutput:
     """One rank's part under Horovod (CPU; Horovod sets the rank and size)."""
     import horovod.torch as hvd
     import torch
@@ -125,9 +125,7 @@ def horovod_rank(
     try:
         result = train_sasrec(sequences, categories, price_buckets, config, collective="horovod")
         windows = hvd.allreduce(torch.tensor([result.windows]), op=hvd.Sum)
-        if hvd.rank() != 0:
-            return None
-        model = result.model
+        model = result.model  # the same weights on every rank
         return RankOutput(
             {k: v.cpu() for k, v in model.state_dict().items()},
             model.config,
@@ -158,4 +156,4 @@ def train_with_horovod(
         use_mpi=False,
         verbose=0,
     )
-    return _rebuild([o for o in outputs if o is not None], categories, price_buckets, "Horovod")
+    return _rebuild(list(outputs)[:1], categories, price_buckets, "Horovod")

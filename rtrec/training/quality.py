@@ -35,41 +35,42 @@ class Comparison:
     results: dict[str, Evaluation]  # "sasrec" first, then the baselines
 
 
-def compare(
-    events: Sequence[Mapping[str, Any]],
-    config: TrainConfig,
-    test_share: float = 0.2,
-    knn_window: int = 5,
-    recent_half_life_ms: int = 24 * HOUR_MS,
-) -> Comparison:
-    steps = user_steps(events)
-    split = time_split(steps, split_at_share(steps, test_share))
-    categories, buckets, _ = item_side_features(split.vocabulary, events)
-    n_items = len(split.vocabulary)
-    seen = [set(h) for h in split.histories]
-    targets = np.array(split.targets)
+def model_scores(model: Any, split: Split) -> Any:
+    """The model's (examples, items) scores on the split's evaluation histories."""
+    return score_histories(model, split.histories)
 
-    trained = train_sasrec(split.train, categories, buckets, config)
-    started = time.perf_counter()
-    results = {
-        "sasrec": evaluate(score_histories(trained.model, split.histories), targets, seen, EXCLUDED)
-    }
-    evaluation_s = time.perf_counter() - started
 
-    examples = len(targets)
-    baselines = {
+def baseline_scores(
+    split: Split, knn_window: int = 5, recent_half_life_ms: int = 24 * HOUR_MS
+) -> dict[str, Any]:
+    """Each baseline's (examples, items) scores on the split's evaluation histories."""
+    n_items, examples = len(split.vocabulary), len(split.targets)
+    recent = recent_popularity(
+        split.train, split.train_times, n_items, split.split_ts, recent_half_life_ms
+    )
+    return {
         "popularity": same_for_all(popularity(split.train, n_items), examples),
-        "recent popularity": same_for_all(
-            recent_popularity(
-                split.train, split.train_times, n_items, split.split_ts, recent_half_life_ms
-            ),
-            examples,
-        ),
+        "recent popularity": same_for_all(recent, examples),
         "item-KNN": knn_scores(
             item_cosine(split.train, n_items, knn_window),
             [h[-knn_window:] for h in split.histories],
         ),
     }
-    for name, scores in baselines.items():
+
+
+def compare(
+    events: Sequence[Mapping[str, Any]], config: TrainConfig, test_share: float = 0.2
+) -> Comparison:
+    steps = user_steps(events)
+    split = time_split(steps, split_at_share(steps, test_share))
+    categories, buckets, _ = item_side_features(split.vocabulary, events)
+    seen = [set(h) for h in split.histories]
+    targets = np.array(split.targets)
+
+    trained = train_sasrec(split.train, categories, buckets, config)
+    started = time.perf_counter()
+    results = {"sasrec": evaluate(model_scores(trained.model, split), targets, seen, EXCLUDED)}
+    evaluation_s = time.perf_counter() - started
+    for name, scores in baseline_scores(split).items():
         results[name] = evaluate(scores, targets, seen, EXCLUDED)
     return Comparison(split, trained, evaluation_s, results)
