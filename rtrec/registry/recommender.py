@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
+from mlflow.pyfunc.model import PythonModel
 
 from rtrec.models.vocabulary import FIRST_ITEM, ItemVocabulary
 
