@@ -123,18 +123,14 @@ def run_backfill_features_job(
 
     ``read_late`` returns the late coordinates (``late_ledger``'s columns); tests pass one that
     needs no Kafka."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
+    from rtrec.batch.delta import current_version, overwrite
     from rtrec.batch.session import create_spark_session
     from rtrec.cf.spark import build_cf_tables
 
     spark = create_spark_session(settings, JOB)
     bronze_path = settings.lake.table_path(*BRONZE_EVENTS)
-    if not DeltaTable.isDeltaTable(spark, bronze_path):
-        raise RtrecError(f"no Delta table at {bronze_path}: run the ingest job first")
     # Pin one version, so every gold table describes the same snapshot even if ingest commits.
-    version = int(DeltaTable.forPath(spark, bronze_path).history(1).first()["version"])
+    version = current_version(spark, bronze_path, "ingest")
     LOG.info("backfilling features from %s at version %d", bronze_path, version)
     bronze = spark.read.format("delta").option("versionAsOf", version).load(bronze_path)
     # Read the ledger once: each write is a query of its own, and "latest" would move if the
@@ -149,13 +145,7 @@ def run_backfill_features_job(
         (ITEM_NEIGHBOURS, cf.neighbours),
         (CF_SCORES, cf.scores),
     ):
-        (
-            frame.withColumn(BRONZE_VERSION, F.lit(version))
-            .write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .save(settings.lake.table_path(layer, table))
-        )
+        overwrite(frame, settings.lake.table_path(layer, table), BRONZE_VERSION, version)
     return version
 
 

@@ -191,19 +191,16 @@ def training_examples(sequences: Any, split_ts: int, max_history: int) -> Any:
 def run_curate_job(settings: Settings) -> int:
     """MERGE bronze's new events into silver, then rebuild the gold tables from the silver
     version that produced; returns that version."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
+    from rtrec.batch.delta import current_version, overwrite
     from rtrec.batch.session import create_spark_session
 
     spark = create_spark_session(settings, JOB)
     bronze_path = settings.lake.table_path(*BRONZE_EVENTS)
-    if not DeltaTable.isDeltaTable(spark, bronze_path):
-        raise RtrecError(f"no Delta table at {bronze_path}: run the ingest job first")
+    current_version(spark, bronze_path, "ingest")  # fails clearly when there is no bronze
     silver_path = settings.lake.table_path(*SILVER_EVENTS)
     bronze = spark.read.format("delta").load(bronze_path)
     merge_into_silver(spark, silver_path, new_silver_rows(bronze))
-    version = int(DeltaTable.forPath(spark, silver_path).history(1).first()["version"])
+    version = current_version(spark, silver_path, JOB)
     silver = spark.read.format("delta").option("versionAsOf", version).load(silver_path)
     sequences = user_sequences(silver).localCheckpoint()
     split_ts = split_time(sequences, settings.training.test_share)
@@ -213,11 +210,5 @@ def run_curate_job(settings: Settings) -> int:
         (USER_SEQUENCES, sequences),
         (TRAINING_EXAMPLES, training_examples(sequences, split_ts, settings.training.max_history)),
     ):
-        (
-            frame.withColumn(SILVER_VERSION, F.lit(version))
-            .write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .save(settings.lake.table_path(layer, table))
-        )
+        overwrite(frame, settings.lake.table_path(layer, table), SILVER_VERSION, version)
     return version

@@ -53,14 +53,7 @@ def train_on_rank(
         dist.all_reduce(windows)  # windows of every rank: the examples/s of the whole run
         # Every rank answers: TorchDistributor hands back one rank's return value, not always
         # rank 0's, and synchronous training leaves the same weights on every rank.
-        model = result.model
-        return RankOutput(
-            {k: v.cpu() for k, v in model.state_dict().items()},
-            model.config,
-            int(windows.item()),
-            result.seconds,
-            result.final_loss,
-        )
+        return _rank_output(result, int(windows.item()))
     finally:
         dist.destroy_process_group()
 
@@ -88,6 +81,14 @@ def train_with_torch_distributor(
         use_gpu,
     )
     return _rebuild([output], categories, price_buckets, "TorchDistributor")
+
+
+def _rank_output(result: TrainResult, windows: int) -> RankOutput:
+    """What a rank sends back: its (CPU) weights and the run's figures; ``windows`` counts
+    every rank's."""
+    model = result.model
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    return RankOutput(state, model.config, windows, result.seconds, result.final_loss)
 
 
 def _rebuild(
@@ -125,14 +126,7 @@ def horovod_rank(
     try:
         result = train_sasrec(sequences, categories, price_buckets, config, collective="horovod")
         windows = hvd.allreduce(torch.tensor([result.windows]), op=hvd.Sum)
-        model = result.model  # the same weights on every rank
-        return RankOutput(
-            {k: v.cpu() for k, v in model.state_dict().items()},
-            model.config,
-            int(windows.item()),
-            result.seconds,
-            result.final_loss,
-        )
+        return _rank_output(result, int(windows.item()))  # the same weights on every rank
     finally:
         hvd.shutdown()
 

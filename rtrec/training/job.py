@@ -23,13 +23,14 @@ import numpy as np
 from rtrec.batch.curate import ITEM_CATALOGUE, ITEMS, TIMESTAMPS, USER_SEQUENCES
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
+from rtrec.models.vocabulary import FIRST_ITEM
 from rtrec.registry.gate import GateDecision, Scored, gate
 from rtrec.registry.mlflow_registry import CHALLENGER, CHAMPION, GIT_COMMIT_TAG, git_commit
 from rtrec.schema.events import CATEGORY_ID, ITEM_ID, PRICE, USER_ID
 from rtrec.training.data import Split, Step, item_side_features, split_at_share, time_split
 from rtrec.training.loop import TrainConfig, TrainResult, train_sasrec
 from rtrec.training.metrics import Evaluation, evaluate
-from rtrec.training.quality import EXCLUDED, baseline_scores, model_scores
+from rtrec.training.quality import EXCLUDED, evaluate_all
 
 JOB = "train"
 LOG = logging.getLogger(__name__)
@@ -47,15 +48,13 @@ def read_gold(
     spark: Any, settings: Settings
 ) -> tuple[dict[str, list[Step]], list[dict[str, Any]], dict[str, int]]:
     """The user steps and the catalogue at the tables' current versions, and those versions."""
-    from delta.tables import DeltaTable
+    from rtrec.batch.delta import current_version
 
     versions: dict[str, int] = {}
     frames = {}
     for layer, table in (USER_SEQUENCES, ITEM_CATALOGUE):
         path = settings.lake.table_path(layer, table)
-        if not DeltaTable.isDeltaTable(spark, path):
-            raise RtrecError(f"no Delta table at {path}: run the curate job first")
-        version = int(DeltaTable.forPath(spark, path).history(1).first()["version"])
+        version = current_version(spark, path, "curate")
         versions[f"{layer}.{table}"] = version
         frames[table] = spark.read.format("delta").option("versionAsOf", version).load(path)
     steps = {
@@ -112,10 +111,7 @@ def run_train_job(settings: Settings) -> TrainRun:
     started = time.perf_counter()
     trained = train_with_backend(spark, settings, split, categories, buckets, config)
     wall_s = time.perf_counter() - started
-    targets, seen = np.array(split.targets), [set(h) for h in split.histories]
-    results = {"sasrec": evaluate(model_scores(trained.model, split), targets, seen, EXCLUDED)}
-    for name, scores in baseline_scores(split).items():
-        results[name] = evaluate(scores, targets, seen, EXCLUDED)
+    results = evaluate_all(trained.model, split)
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     mlflow.set_experiment("rtrec-training")
@@ -192,9 +188,9 @@ def _champion_on_split(settings: Settings, split: Split, split_id: str) -> Score
         [[split.vocabulary.item(i) or "" for i in h] for h in split.histories]
     )
     mine = np.full((len(split.histories), len(split.vocabulary)), float("-inf"))
-    for index, item in enumerate(split.vocabulary.items, start=2):
+    for index, item in enumerate(split.vocabulary.items, start=FIRST_ITEM):
         their_index = python_model.vocabulary.index(item)
-        if their_index >= 2:
+        if their_index >= FIRST_ITEM:
             mine[:, index] = theirs[:, their_index]
     result = evaluate(mine, np.array(split.targets), [set(h) for h in split.histories], EXCLUDED)
     return Scored(result.as_dict(), split_id)

@@ -58,19 +58,35 @@ def baseline_scores(
     }
 
 
+def evaluate_model(model: Any, split: Split) -> Evaluation:
+    """The model's full-ranking metrics on the split's evaluation examples."""
+    seen = [set(h) for h in split.histories]
+    return evaluate(model_scores(model, split), np.array(split.targets), seen, EXCLUDED)
+
+
+def evaluate_baselines(split: Split) -> dict[str, Evaluation]:
+    """Every baseline's full-ranking metrics on the same examples."""
+    seen = [set(h) for h in split.histories]
+    targets = np.array(split.targets)
+    return {
+        name: evaluate(scores, targets, seen, EXCLUDED)
+        for name, scores in baseline_scores(split).items()
+    }
+
+
+def evaluate_all(model: Any, split: Split) -> dict[str, Evaluation]:
+    """The model ("sasrec") and then every baseline."""
+    return {"sasrec": evaluate_model(model, split), **evaluate_baselines(split)}
+
+
 def compare(
     events: Sequence[Mapping[str, Any]], config: TrainConfig, test_share: float = 0.2
 ) -> Comparison:
     steps = user_steps(events)
     split = time_split(steps, split_at_share(steps, test_share))
     categories, buckets, _ = item_side_features(split.vocabulary, events)
-    seen = [set(h) for h in split.histories]
-    targets = np.array(split.targets)
-
     trained = train_sasrec(split.train, categories, buckets, config)
     started = time.perf_counter()
-    results = {"sasrec": evaluate(model_scores(trained.model, split), targets, seen, EXCLUDED)}
+    model = evaluate_model(trained.model, split)
     evaluation_s = time.perf_counter() - started
-    for name, scores in baseline_scores(split).items():
-        results[name] = evaluate(scores, targets, seen, EXCLUDED)
-    return Comparison(split, trained, evaluation_s, results)
+    return Comparison(split, trained, evaluation_s, {"sasrec": model, **evaluate_baselines(split)})

@@ -115,3 +115,25 @@ def bronze_frame(spark: Any, arrivals: Iterable[Arrival]) -> Any:
         "value binary, partition int, offset long, ts_ms long",
     ).select("value", "partition", "offset", F.timestamp_millis("ts_ms").alias("timestamp"))
     return to_bronze(kafka)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A small time split of simulated traffic with its item side features, for the tests that
+    compare distributed training with one process."""
+
+    split: Any  # rtrec.training.data.Split
+    categories: list[int]
+    buckets: list[int]
+
+
+@pytest.fixture(scope="session")
+def training_data() -> TrainingData:
+    from rtrec.training.data import item_side_features, split_at_share, time_split, user_steps
+
+    settings = load_settings("local", ["simulator.users=800"])
+    events = list(Simulator(settings.simulator, events=20_000, days=30).events())
+    steps = user_steps(events)
+    split = time_split(steps, split_at_share(steps, 0.2))
+    categories, buckets, _ = item_side_features(split.vocabulary, events)
+    return TrainingData(split, categories, buckets)

@@ -3,18 +3,12 @@ trains a model as good as one process does, on the same split."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import pytest
+from conftest import TrainingData
 
-from rtrec.config import load_settings
-from rtrec.sources.simulator import Simulator
-from rtrec.training.data import item_side_features, split_at_share, time_split, user_steps
 from rtrec.training.distributed import train_with_torch_distributor
-from rtrec.training.loop import TrainConfig, TrainResult, score_histories, train_sasrec
-from rtrec.training.metrics import evaluate
-from rtrec.training.quality import EXCLUDED
+from rtrec.training.loop import TrainConfig, TrainResult, train_sasrec
+from rtrec.training.quality import evaluate_model
 
 pytestmark = [pytest.mark.component, pytest.mark.spark]
 
@@ -23,21 +17,16 @@ pytestmark = [pytest.mark.component, pytest.mark.spark]
 NDCG_TOLERANCE = 0.10
 
 
-def test_two_processes_train_as_well_as_one(spark: Any) -> None:
-    settings = load_settings("local", ["simulator.users=800"])
-    events = list(Simulator(settings.simulator, events=20_000, days=30).events())
-    steps = user_steps(events)
-    split = time_split(steps, split_at_share(steps, 0.2))
-    categories, buckets, _ = item_side_features(split.vocabulary, events)
+def test_two_processes_train_as_well_as_one(spark: object, training_data: TrainingData) -> None:
+    split = training_data.split
+    data = (split.train, training_data.categories, training_data.buckets)
     config = TrainConfig(epochs=8, dropout=0.0)
 
     def ndcg(result: TrainResult) -> float:
-        scores = score_histories(result.model, split.histories)
-        seen = [set(h) for h in split.histories]
-        return evaluate(scores, np.array(split.targets), seen, EXCLUDED).all_targets.ndcg_at_10
+        return evaluate_model(result.model, split).all_targets.ndcg_at_10
 
-    one = train_sasrec(split.train, categories, buckets, config)
-    two = train_with_torch_distributor(split.train, categories, buckets, config, processes=2)
+    one = train_sasrec(*data, config)
+    two = train_with_torch_distributor(*data, config, processes=2)
     assert two.windows == one.windows  # the two ranks shared every batch between them
     assert ndcg(one) > 0.1
     assert ndcg(two) == pytest.approx(ndcg(one), rel=NDCG_TOLERANCE)
