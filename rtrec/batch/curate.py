@@ -43,7 +43,7 @@ USER_SEQUENCES = ("gold", "user_sequences")
 TRAINING_EXAMPLES = ("gold", "training_examples")
 SESSION_START = "session_start_ts"
 SILVER_VERSION = "silver_version"
-ITEMS, TIMESTAMPS = "items", "timestamps"
+ITEMS, TIMESTAMPS, STEP_TYPES = "items", "timestamps", "event_types"
 POSITION, TARGET, TARGET_TS, HISTORY, SPLIT = "position", "target", "target_ts", "history", "split"
 TRAIN, TEST = "train", "test"
 
@@ -139,10 +139,15 @@ def user_sequences(silver: Any) -> Any:
         steps = user_steps(frame.to_dict("records"))
         return pd.DataFrame(
             [
-                {USER_ID: user, ITEMS: [s.item for s in seq], TIMESTAMPS: [s.ts for s in seq]}
+                {
+                    USER_ID: user,
+                    ITEMS: [s.item for s in seq],
+                    TIMESTAMPS: [s.ts for s in seq],
+                    STEP_TYPES: [s.event_type for s in seq],
+                }
                 for user, seq in steps.items()
             ],
-            columns=[USER_ID, ITEMS, TIMESTAMPS],
+            columns=[USER_ID, ITEMS, TIMESTAMPS, STEP_TYPES],
         )
 
     columns = [USER_ID, ITEM_ID, EVENT_TS, EVENT_TYPE, KAFKA_PARTITION, KAFKA_OFFSET]
@@ -150,7 +155,9 @@ def user_sequences(silver: Any) -> Any:
         silver.select(*columns)
         .groupBy(USER_ID)
         .applyInPandas(
-            one_user, f"{USER_ID} string, {ITEMS} array<string>, {TIMESTAMPS} array<long>"
+            one_user,
+            f"{USER_ID} string, {ITEMS} array<string>, {TIMESTAMPS} array<long>,"
+            f" {STEP_TYPES} array<string>",
         )
     )
 

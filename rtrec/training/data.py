@@ -2,7 +2,8 @@
 side features, and the padded windows the model trains on (torch-free; ``to_batch`` imports it).
 
 A user's sequence holds their interactions (views, clicks, carts, purchases) in time order with
-consecutive repeats of one item collapsed (a view, click and cart of one item is one step). The
+consecutive repeats of one item collapsed (a view, click and cart of one item is one step, of
+its strongest type: the online-CF baseline weighs steps by type). The
 split is by time: the vocabulary and every training sequence come from events before
 ``split_ts``; each interaction at or after it is an evaluation example whose history is
 everything the user did before it, so the model never sees the future.
@@ -29,13 +30,15 @@ from rtrec.schema.events import (
     VIEW,
 )
 
-INTERACTIONS = frozenset({VIEW, CLICK, ADD_TO_CART, PURCHASE})
+INTERACTIONS = (VIEW, CLICK, ADD_TO_CART, PURCHASE)  # weakest first
+_STRENGTH = {event_type: n for n, event_type in enumerate(INTERACTIONS)}
 
 
 @dataclass(frozen=True)
 class Step:
     ts: int
     item: str
+    event_type: str = VIEW  # the strongest interaction among the collapsed events
 
 
 @dataclass(frozen=True)
@@ -46,20 +49,30 @@ class Split:
     train_times: list[list[int]]
     histories: list[list[int]]  # per evaluation example: the user's items before the target
     targets: list[int]
+    # Per evaluation example: the user and the target's position in the user's steps (the
+    # history is steps[user][:position]), for baselines that need more than item indices.
+    examples: list[tuple[str, int]]
     unknown_targets: int  # evaluation steps on items the vocabulary lacks (left out)
 
 
 def user_steps(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Step]]:
     """Each user's interactions in time order (ties in arrival order), consecutive repeats of
-    one item collapsed."""
+    one item collapsed into the first one's time and the strongest type."""
     steps: dict[str, list[Step]] = defaultdict(list)
     for event in events:
-        if event[EVENT_TYPE] in INTERACTIONS:
-            steps[str(event[USER_ID])].append(Step(int(event[EVENT_TS]), str(event[ITEM_ID])))
+        if event[EVENT_TYPE] in _STRENGTH:
+            steps[str(event[USER_ID])].append(
+                Step(int(event[EVENT_TS]), str(event[ITEM_ID]), str(event[EVENT_TYPE]))
+            )
     collapsed = {}
     for user, user_list in steps.items():
-        ordered = sorted(user_list, key=lambda s: s.ts)  # stable: arrival order within a ms
-        kept = [s for n, s in enumerate(ordered) if n == 0 or s.item != ordered[n - 1].item]
+        kept: list[Step] = []
+        for step in sorted(user_list, key=lambda s: s.ts):  # stable: arrival order within a ms
+            if kept and kept[-1].item == step.item:
+                if _STRENGTH[step.event_type] > _STRENGTH[kept[-1].event_type]:
+                    kept[-1] = Step(kept[-1].ts, step.item, step.event_type)
+            else:
+                kept.append(step)
         collapsed[user] = kept
     return collapsed
 
@@ -71,6 +84,7 @@ def time_split(steps: Mapping[str, Sequence[Step]], split_ts: int) -> Split:
     train_times: list[list[int]] = []
     histories: list[list[int]] = []
     targets: list[int] = []
+    examples: list[tuple[str, int]] = []
     unknown = 0
     for user in sorted(steps):
         sequence = steps[user]
@@ -87,7 +101,8 @@ def time_split(steps: Mapping[str, Sequence[Step]], split_ts: int) -> Split:
                 continue
             histories.append(items[:n])
             targets.append(items[n])
-    return Split(vocabulary, split_ts, train, train_times, histories, targets, unknown)
+            examples.append((user, n))
+    return Split(vocabulary, split_ts, train, train_times, histories, targets, examples, unknown)
 
 
 def split_at_share(steps: Mapping[str, Sequence[Step]], test_share: float) -> int:

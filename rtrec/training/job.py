@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from rtrec.batch.curate import ITEM_CATALOGUE, ITEMS, TIMESTAMPS, USER_SEQUENCES
+from rtrec.batch.curate import ITEM_CATALOGUE, ITEMS, STEP_TYPES, TIMESTAMPS, USER_SEQUENCES
+from rtrec.cf.params import cf_params
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
 from rtrec.models.vocabulary import FIRST_ITEM
@@ -59,7 +60,8 @@ def read_gold(
         frames[table] = spark.read.format("delta").option("versionAsOf", version).load(path)
     steps = {
         row[USER_ID]: [
-            Step(int(t), str(i)) for i, t in zip(row[ITEMS], row[TIMESTAMPS], strict=True)
+            Step(int(t), str(i), str(e))
+            for i, t, e in zip(row[ITEMS], row[TIMESTAMPS], row[STEP_TYPES], strict=True)
         ]
         for row in frames[USER_SEQUENCES[1]].collect()
     }
@@ -111,7 +113,7 @@ def run_train_job(settings: Settings) -> TrainRun:
     started = time.perf_counter()
     trained = train_with_backend(spark, settings, split, categories, buckets, config)
     wall_s = time.perf_counter() - started
-    results = evaluate_all(trained.model, split)
+    results = evaluate_all(trained.model, split, steps, cf_params(settings.cf))
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     mlflow.set_experiment("rtrec-training")

@@ -11,15 +11,25 @@ from typing import Any
 
 import numpy as np
 
+from rtrec.cf.params import CfParams
 from rtrec.models.vocabulary import PAD, UNKNOWN
 from rtrec.training.baselines import (
+    als_scores,
     item_cosine,
     knn_scores,
+    online_cf_scores,
     popularity,
     recent_popularity,
     same_for_all,
 )
-from rtrec.training.data import Split, item_side_features, split_at_share, time_split, user_steps
+from rtrec.training.data import (
+    Split,
+    Step,
+    item_side_features,
+    split_at_share,
+    time_split,
+    user_steps,
+)
 from rtrec.training.loop import TrainConfig, TrainResult, score_histories, train_sasrec
 from rtrec.training.metrics import Evaluation, evaluate
 
@@ -41,9 +51,14 @@ def model_scores(model: Any, split: Split) -> Any:
 
 
 def baseline_scores(
-    split: Split, knn_window: int = 5, recent_half_life_ms: int = 24 * HOUR_MS
+    split: Split,
+    steps: Mapping[str, Sequence[Step]],
+    cf: CfParams,
+    knn_window: int = 5,
+    recent_half_life_ms: int = 24 * HOUR_MS,
 ) -> dict[str, Any]:
-    """Each baseline's (examples, items) scores on the split's evaluation histories."""
+    """Each baseline's (examples, items) scores on the split's evaluation examples (``steps``
+    are the users' steps the split was made from; ``cf`` the online CF's parameters)."""
     n_items, examples = len(split.vocabulary), len(split.targets)
     recent = recent_popularity(
         split.train, split.train_times, n_items, split.split_ts, recent_half_life_ms
@@ -55,6 +70,8 @@ def baseline_scores(
             item_cosine(split.train, n_items, knn_window),
             [h[-knn_window:] for h in split.histories],
         ),
+        "ALS": als_scores(split.train, split.histories, n_items),
+        "online CF": online_cf_scores(steps, split, cf),
     }
 
 
@@ -64,23 +81,30 @@ def evaluate_model(model: Any, split: Split) -> Evaluation:
     return evaluate(model_scores(model, split), np.array(split.targets), seen, EXCLUDED)
 
 
-def evaluate_baselines(split: Split) -> dict[str, Evaluation]:
+def evaluate_baselines(
+    split: Split, steps: Mapping[str, Sequence[Step]], cf: CfParams
+) -> dict[str, Evaluation]:
     """Every baseline's full-ranking metrics on the same examples."""
     seen = [set(h) for h in split.histories]
     targets = np.array(split.targets)
     return {
         name: evaluate(scores, targets, seen, EXCLUDED)
-        for name, scores in baseline_scores(split).items()
+        for name, scores in baseline_scores(split, steps, cf).items()
     }
 
 
-def evaluate_all(model: Any, split: Split) -> dict[str, Evaluation]:
+def evaluate_all(
+    model: Any, split: Split, steps: Mapping[str, Sequence[Step]], cf: CfParams
+) -> dict[str, Evaluation]:
     """The model ("sasrec") and then every baseline."""
-    return {"sasrec": evaluate_model(model, split), **evaluate_baselines(split)}
+    return {"sasrec": evaluate_model(model, split), **evaluate_baselines(split, steps, cf)}
 
 
 def compare(
-    events: Sequence[Mapping[str, Any]], config: TrainConfig, test_share: float = 0.2
+    events: Sequence[Mapping[str, Any]],
+    config: TrainConfig,
+    test_share: float = 0.2,
+    cf: CfParams | None = None,
 ) -> Comparison:
     steps = user_steps(events)
     split = time_split(steps, split_at_share(steps, test_share))
@@ -89,4 +113,5 @@ def compare(
     started = time.perf_counter()
     model = evaluate_model(trained.model, split)
     evaluation_s = time.perf_counter() - started
-    return Comparison(split, trained, evaluation_s, {"sasrec": model, **evaluate_baselines(split)})
+    baselines = evaluate_baselines(split, steps, cf or CfParams())
+    return Comparison(split, trained, evaluation_s, {"sasrec": model, **baselines})

@@ -16,6 +16,7 @@ from rtrec.batch.curate import (
     POSITION,
     SESSION_START,
     SPLIT,
+    STEP_TYPES,
     TARGET,
     TEST,
     TIMESTAMPS,
@@ -68,6 +69,8 @@ def test_silver_and_gold(spark: Any, spark_settings: Settings, lake_dir: Path) -
     expected = user_steps(in_arrival_order)
     got = {r[USER_ID]: (r[ITEMS], r[TIMESTAMPS]) for r in sequences.collect()}
     assert got == {u: ([s.item for s in v], [s.ts for s in v]) for u, v in expected.items()}
+    types = {r[USER_ID]: r[STEP_TYPES] for r in sequences.collect()}
+    assert types == {u: [s.event_type for s in v] for u, v in expected.items()}
 
     # Examples: every step after a user's first, its history capped, split by time.
     split_ts = split_time(sequences, 0.2)

@@ -50,6 +50,9 @@ def test_train_register_and_gate(spark: Any, spark_settings: Settings, tmp_path:
     assert run.data.metrics["all_ndcg_at_10"] == pytest.approx(
         first.results["sasrec"].all_targets.ndcg_at_10
     )
+    # Every baseline is logged beside the model, scored on the same split.
+    for baseline in ("popularity", "recent_popularity", "item-KNN", "ALS", "online_CF"):
+        assert f"{baseline}.new_ndcg_at_10" in run.data.metrics, baseline
     artifacts = {a.path for a in client.list_artifacts(first.run_id)}
     assert {"results.md", "ndcg_at_10.png"} <= artifacts
 

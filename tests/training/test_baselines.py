@@ -7,14 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from rtrec.models.vocabulary import PAD, UNKNOWN, ItemVocabulary
+from rtrec.cf.history import CfEvent
+from rtrec.cf.params import CfParams
+from rtrec.cf.reference import compute_reference
+from rtrec.models.vocabulary import FIRST_ITEM, PAD, UNKNOWN, ItemVocabulary
 from rtrec.training.baselines import (
+    als_scores,
     item_cosine,
     knn_scores,
+    online_cf_scores,
     popularity,
     recent_popularity,
     same_for_all,
 )
+from rtrec.training.data import Step, time_split
 from rtrec.training.metrics import evaluate
 
 pytestmark = pytest.mark.unit
@@ -66,3 +72,43 @@ def test_knn_scores_sum_the_history_similarities() -> None:
     result = evaluate(scores, np.array([3, 3]), seen=[{2}, {4, 5}])
     assert result.all_targets.hr_at_10 == 1.0
     assert same_for_all(popularity(SEQUENCES, 6), 3).shape == (3, 6)
+
+
+def test_als_folds_in_a_history_and_ranks_its_group_first() -> None:
+    # Two groups of items that users consume together: 2-6 and 7-11.
+    groups = [list(range(2, 7)), list(range(7, 12))]
+    rng = np.random.default_rng(0)
+    sequences = [list(rng.permutation(groups[u % 2])) for u in range(40)]
+    scores = als_scores(
+        sequences, [[2, 3], [8]], n_items=12, factors=4, regularization=0.01, iterations=10
+    )
+    assert scores.shape == (2, 12) and not scores[:, :FIRST_ITEM].any()
+    # Each history (of users never seen in training) ranks its own group above the other.
+    assert scores[0, 2:7].min() > scores[0, 7:12].max()
+    assert scores[1, 7:12].min() > scores[1, 2:7].max()
+
+
+def test_online_cf_scores_are_what_the_stream_publishes() -> None:
+    hour = 3_600_000
+    steps = {
+        "u1": [Step(0, "a", "view"), Step(hour, "b", "add_to_cart"), Step(2 * hour, "c", "view")],
+        "u2": [Step(0, "a", "click"), Step(hour, "c", "purchase")],
+        "u3": [Step(0, "b", "view"), Step(5 * hour, "a", "view"), Step(6 * hour, "d", "view")],
+    }
+    split = time_split(steps, split_ts=5 * hour)  # u3's a and d are its evaluation steps
+    assert split.examples == [("u3", 1)]  # d is unknown to training: left out
+    params = CfParams()
+    scores = online_cf_scores(steps, split, params)
+    # u3's only step before its target is its whole pre-split history, so its scores are the
+    # ones the batch definition of the stream computes from the training events.
+    events = [
+        CfEvent(f"{u}/{n}", u, s.item, s.event_type, s.ts)
+        for u, seq in steps.items()
+        for n, s in enumerate(seq)
+        if s.ts < split.split_ts
+    ]
+    published = dict(compute_reference(events, params).scores["u3"])
+    assert set(published) == {"a", "c"}  # b's neighbours; b itself is history
+    for item, score in published.items():
+        assert scores[0, split.vocabulary.index(item)] == pytest.approx(score)
+    assert scores[0, split.vocabulary.index("b")] == 0.0

@@ -33,7 +33,9 @@ def test_steps_are_interactions_in_time_order_with_repeats_collapsed() -> None:
         event("u", "b", 40, "add_to_cart"),  # right after b (the impression is no step)
         event("u", "a", 50),  # a again, but after b: a new step
     ]
-    assert user_steps(events) == {"u": [Step(10, "a"), Step(20, "b"), Step(50, "a")]}
+    # The collapsed step keeps the first time and the strongest type.
+    steps = [Step(10, "a", "click"), Step(20, "b", "add_to_cart"), Step(50, "a", "view")]
+    assert user_steps(events) == {"u": steps}
 
 
 def test_the_split_never_lets_training_see_the_future() -> None:
@@ -50,6 +52,7 @@ def test_the_split_never_lets_training_see_the_future() -> None:
     assert split.targets == [] and split.unknown_targets == 2
     later = time_split({**steps, "u2": [*steps["u2"], Step(8, "b")]}, split_ts=5)
     assert later.histories == [[3, 2]] and later.targets == [3]
+    assert later.examples == [("u2", 2)]  # steps["u2"][:2] is the history
     assert split_at_share(steps, 0.25) == 6
 
 

@@ -19,7 +19,9 @@ def test_sasrec_beats_every_baseline_on_ndcg() -> None:
     comparison = compare(events, TrainConfig(epochs=10))
     assert len(comparison.split.targets) > 2_000
     model, *baselines = comparison.results.values()
-    assert list(comparison.results)[1:] == ["popularity", "recent popularity", "item-KNN"]
+    names = ["popularity", "recent popularity", "item-KNN", "ALS", "online CF"]
+    assert list(comparison.results)[1:] == names
     for scope in ("all_targets", "new_targets"):
         best = max(getattr(b, scope).ndcg_at_10 for b in baselines)
-        assert getattr(model, scope).ndcg_at_10 > 1.5 * best, scope
+        # A margin, not a tie-break: the run is seeded and repeats give the same figures.
+        assert getattr(model, scope).ndcg_at_10 > 1.1 * best, scope
