@@ -9,7 +9,6 @@ rows that could not be mapped go straight to the dead-letter topic.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -21,7 +20,7 @@ from rtrec.config import Settings
 from rtrec.errors import RtrecError
 from rtrec.schema import encode
 from rtrec.schema.events import EVENT_TS, USER_ID
-from rtrec.sources import BadRow, Duplicate, Event, Malformed, Record
+from rtrec.sources import Duplicate, Event, Malformed, Record
 
 METADATA_TIMEOUT_S = 10.0
 # librdkafka's own log lines (one per reconnect attempt) go to this logger instead of stderr;
@@ -137,7 +136,7 @@ def produce(
                 send(kafka.topics.events, record.payload, None, record.ts)
                 summary.malformed += 1
             else:
-                send(kafka.topics.dlq, _dead_letter(record, source), None)
+                send(kafka.topics.dlq, record.dead_letter(source), None)
                 summary.dead_lettered += 1
             producer.poll(0)
             summary.elapsed_s = time.monotonic() - started
@@ -157,11 +156,6 @@ def produce(
 
 def _send_event(send: _Send, topic: str, event: Event) -> None:
     send(topic, encode(event), event[USER_ID].encode(), event[EVENT_TS])
-
-
-def _dead_letter(row: BadRow, source: str) -> bytes:
-    record = {"raw": row.raw, "reason": row.reason, "source": f"{source}:{row.line_number}"}
-    return json.dumps(record, ensure_ascii=False).encode()
 
 
 class _Progress:

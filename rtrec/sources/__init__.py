@@ -6,6 +6,7 @@ the wrappers below, which tell the producer how to route what is not a fresh val
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,11 @@ class BadRow:
     line_number: int
     raw: str
     reason: str
+
+    def dead_letter(self, source: str) -> bytes:
+        """The dead-letter record: the raw line, why it was rejected, and ``<source>:<line>``."""
+        record = {"raw": self.raw, "reason": self.reason, "source": f"{source}:{self.line_number}"}
+        return json.dumps(record, ensure_ascii=False).encode()
 
 
 Record: TypeAlias = Event | Duplicate | Malformed | BadRow

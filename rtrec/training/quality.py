@@ -5,7 +5,7 @@ same full-ranking metrics for everyone)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,6 @@ from rtrec.training.data import (
     item_side_features,
     split_at_share,
     time_split,
-    user_steps,
 )
 from rtrec.training.loop import TrainConfig, TrainResult, score_histories, train_sasrec
 from rtrec.training.metrics import Evaluation, evaluate
@@ -101,14 +100,16 @@ def evaluate_all(
 
 
 def compare(
-    events: Sequence[Mapping[str, Any]],
+    steps: Mapping[str, Sequence[Step]],
+    items: Iterable[Mapping[str, Any]],
     config: TrainConfig,
     test_share: float = 0.2,
     cf: CfParams | None = None,
 ) -> Comparison:
-    steps = user_steps(events)
+    """Split ``steps`` by time, train SASRec on the training part (item side features from
+    ``items``: events or catalogue rows), and score it and every baseline on the rest."""
     split = time_split(steps, split_at_share(steps, test_share))
-    categories, buckets, _ = item_side_features(split.vocabulary, events)
+    categories, buckets, _ = item_side_features(split.vocabulary, items)
     trained = train_sasrec(split.train, categories, buckets, config)
     started = time.perf_counter()
     model = evaluate_model(trained.model, split)

@@ -7,6 +7,7 @@ import pytest
 
 from rtrec.config import load_settings
 from rtrec.sources.simulator import Simulator
+from rtrec.training.data import user_steps
 from rtrec.training.loop import TrainConfig
 from rtrec.training.quality import compare
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.unit
 def test_sasrec_beats_every_baseline_on_ndcg() -> None:
     settings = load_settings("local", ["simulator.users=1000"])
     events = list(Simulator(settings.simulator, events=30_000, days=30).events())
-    comparison = compare(events, TrainConfig(epochs=10))
+    comparison = compare(user_steps(events), events, TrainConfig(epochs=10))
     assert len(comparison.split.targets) > 2_000
     model, *baselines = comparison.results.values()
     names = ["popularity", "recent popularity", "item-KNN", "ALS", "online CF"]
