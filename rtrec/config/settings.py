@@ -74,6 +74,10 @@ class LakeSettings(Section):
     trigger_interval_s: int = Field(ge=1)
     # continuous: micro-batches every trigger_interval_s, forever; available_now: catch up, stop.
     ingest_trigger: Literal["continuous", "available_now"]
+    # VACUUM (erase_user) deletes files that newer versions removed more than this long ago.
+    # Until then they serve time travel, readers in flight and writers not yet committed; an
+    # erased user's rows are physically gone one window after the erasure.
+    vacuum_retention_hours: int = Field(ge=0)
 
     def table_path(self, layer: str, table: str) -> str:
         """Where `<layer>.<table>` lives, e.g. ``table_path("bronze", "events")``."""
