@@ -26,6 +26,7 @@ from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTAL
 from rtrec.launch import RunningJob
 from rtrec.local import State, down, ensure_topics, status, up
 from rtrec.local.process import group_members, pid_alive
+from rtrec.local.spark_cluster import SparkCluster, start_spark_cluster
 from rtrec.producer import produce
 from rtrec.schema.events import ITEM_ID
 from rtrec.sources import Duplicate, Malformed
@@ -102,6 +103,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert not left, f"processes left after down: {left}"
 
 
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCluster]:
+    """A Spark standalone cluster on loopback for the session: a master and two workers of one
+    core and 1 GB each, logs and scratch space under the session's temporary directory;
+    stopped after, and nothing of it may be left (``stop`` raises otherwise)."""
+    cluster = start_spark_cluster(load_settings("local"), tmp_path_factory.mktemp("spark-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def unstarted_overrides(tmp_path: Path) -> list[str]:
     """``--set`` values for a second stack (free ports, paths under tmp_path), not started."""
@@ -133,10 +146,21 @@ def consume_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> Iterator[Any
             "isolation.level": "read_committed",
         }
     )
-    consumer.subscribe([topic])
+    assigned = False
+
+    def on_assign(_consumer: Any, _partitions: Any) -> None:
+        nonlocal assigned
+        assigned = True
+
+    # The idle clock starts once the group owns the partitions: on a busy machine joining a
+    # fresh group can alone take longer than idle_s.
+    consumer.subscribe([topic], on_assign=on_assign)
     try:
+        joining_until = time.monotonic() + 30.0
         last = time.monotonic()
         while time.monotonic() - last < idle_s:
+            if not assigned and time.monotonic() < joining_until:
+                last = time.monotonic()
             for message in consumer.consume(1000, timeout=0.5):
                 assert message.error() is None, message.error()
                 last = time.monotonic()
