@@ -11,6 +11,6 @@ compile() {  # name extras...
   "$uv" pip compile pyproject.toml "${args[@]}" --python-version 3.11 \
     --python-platform x86_64-unknown-linux-gnu --no-header --no-annotate -q -o "requirements/$name.lock"
 }
-compile flink flink dev
+compile flink flink scoring dev
 compile spark spark train dev
 compile app serve kafka lake dev
