@@ -135,6 +135,41 @@ class TrainingSettings(Section):
     force: bool  # register as challenger even if the champion is better (the gate is skipped)
 
 
+class ExplorationSettings(Section):
+    mode: Literal["off", "epsilon", "thompson"]
+    epsilon: float = Field(ge=0.0, le=1.0)  # the share of lists whose last slot explores
+
+
+class AbSettings(Section):
+    challenger_share: float = Field(ge=0.0, le=1.0)  # users scored by the challenger
+    salt: str = Field(min_length=1)  # a new salt is a new, independent split of users
+
+
+class ScoringSettings(Section):
+    """The Flink scoring job (docs/scoring.md)."""
+
+    k: int = Field(ge=1)  # items per list
+    per_source: int = Field(ge=1)  # candidates taken from each source
+    # Fusion weights of the sources' min-max normalised scores (rtrec.scoring.fusion).
+    weights: dict[Literal["recent", "cf", "model", "trending", "content"], float]
+    rebuyable_categories: list[str]  # purchases in these may be recommended again
+    max_per_category: int = Field(ge=1)
+    min_price: float | None = None
+    max_price: float | None = None
+    exploration: ExplorationSettings
+    ab: AbSettings
+    recent_items: int = Field(ge=1)  # the user's items kept (and fed to the deep model)
+    purchases_kept: int = Field(ge=1)
+    trending_half_life_ms: int = Field(ge=1)  # event time
+    trending_items: int = Field(ge=1)  # kept per context and per category
+    content_per_anchor: int = Field(ge=1)
+    content_anchors: int = Field(ge=1)  # the user's latest items that content neighbours follow
+    # Requests wait at most this long so the deep model scores many users in one call.
+    batch_wait_ms: int = Field(ge=1)
+    registry_poll_s: float = Field(gt=0)  # the safety net for a missed model_control record
+    model_load_timeout_s: float = Field(gt=0)  # at start, how long to wait for the champion
+
+
 class PrivacySettings(Section):
     pseudonymise: bool
     key_env: str
@@ -175,5 +210,6 @@ class Settings(Section):
     simulator: SimulatorSettings
     cf: CfSettings
     training: TrainingSettings
+    scoring: ScoringSettings
     privacy: PrivacySettings
     local_services: LocalServicesSettings | None = None

@@ -100,7 +100,9 @@ class LiveModels(Generic[M]):
                 swaps.append(Swap(alias, version, before, f"{type(error).__name__}: {error}"))
                 continue
             loaded = future.result()
-            if current is not None and current.version != version:
+            if current is not None and current.version == version:
+                continue  # a wish for what already serves (it cancelled a pending one)
+            if current is not None:
                 self._previous[alias] = current
             self._active[alias] = loaded
             LOG.info("%s now serves version %s (was %s)", alias, version, before)

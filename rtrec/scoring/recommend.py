@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rtrec.scoring.ab import Arm, rec_id
 from rtrec.scoring.candidates import (
@@ -25,6 +26,9 @@ from rtrec.scoring.exploration import Mode, explore
 from rtrec.scoring.fusion import fuse
 from rtrec.scoring.rules import ItemInfo, Rules, apply_rules
 from rtrec.scoring.signals import UserView
+
+if TYPE_CHECKING:
+    from rtrec.config.settings import ScoringSettings
 
 NO_MODEL = "none"  # the version stamped when no model could score (none registered yet)
 
@@ -58,6 +62,23 @@ class Policy:
     exploration: Mode
     epsilon: float
     per_source: int  # candidates taken from each source
+
+
+def scoring_policy(settings: ScoringSettings) -> Policy:
+    rules = Rules(
+        frozenset(settings.rebuyable_categories),
+        settings.max_per_category,
+        settings.min_price,
+        settings.max_price,
+    )
+    return Policy(
+        settings.k,
+        {source: weight for source, weight in settings.weights.items()},
+        rules,
+        settings.exploration.mode,
+        settings.exploration.epsilon,
+        settings.per_source,
+    )
 
 
 @dataclass(frozen=True)

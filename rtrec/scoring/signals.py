@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from rtrec.schema.events import PURCHASE
+from rtrec.scoring.rules import ItemInfo
 
 HOUR_MS = 3_600_000
 DAYPARTS = ((6, "night"), (12, "morning"), (18, "afternoon"), (24, "evening"))  # UTC hour <
@@ -87,13 +88,7 @@ class DecayedCounts:
         return 0.0 if value is None else 2.0 ** (value - self.now / self.half_life_ms)
 
 
-@dataclass(frozen=True, slots=True)
-class ItemFacts:
-    category: str | None = None
-    price: float | None = None
-
-
-def merge_facts(known: ItemFacts, category: str | None, price: float | None) -> ItemFacts:
+def merge_facts(known: ItemInfo, category: str | None, price: float | None) -> ItemInfo:
     """The latest category and price an event states (an event without them changes nothing)."""
     return replace(
         known,
@@ -105,7 +100,7 @@ def merge_facts(known: ItemFacts, category: str | None, price: float | None) -> 
 def content_neighbours(
     anchors: Iterable[Interaction],
     by_category: Mapping[str, DecayedCounts],
-    facts: Mapping[str, ItemFacts],
+    facts: Mapping[str, ItemInfo],
     per_anchor: int,
 ) -> list[tuple[str, float, str]]:
     """``(item, score, anchor item)`` of items like each anchor: same category, close in price,
@@ -123,7 +118,7 @@ def content_neighbours(
         for item, popularity in pool:
             if item == anchor.item:
                 continue
-            price = facts.get(item, ItemFacts()).price
+            price = facts.get(item, ItemInfo()).price
             closeness = 1.0
             if price and anchor.price:
                 closeness = 1.0 / (1.0 + abs(math.log(price / anchor.price)))

@@ -13,7 +13,6 @@ from rtrec.scoring.signals import (
     HOUR_MS,
     DecayedCounts,
     Interaction,
-    ItemFacts,
     UserView,
     content_neighbours,
     context_of,
@@ -77,14 +76,14 @@ def test_content_neighbours_prefer_the_same_category_and_a_close_price() -> None
         ("cap", 95.0, "hats"),  # close in price, another category
     ]:
         by_category[category].add(item, 1.0, 0)
-        facts[item] = merge_facts(ItemFacts(), category, price)
+        facts[item] = merge_facts(ItemInfo(), category, price)
     found = content_neighbours([seen("boot", category="shoes", price=100.0)], by_category, facts, 5)
     assert [(item, anchor) for item, _, anchor in found] == [
         ("sneaker", "boot"),
         ("slipper", "boot"),
     ]
     assert content_neighbours([seen("x", category="none")], by_category, facts, 5) == []
-    assert merge_facts(ItemFacts("shoes", 5.0), None, 6.0) == ItemFacts("shoes", 6.0)
+    assert merge_facts(ItemInfo("shoes", 5.0), None, 6.0) == ItemInfo("shoes", 6.0)
 
 
 def test_a_new_user_gets_what_is_trending_in_their_context() -> None:
