@@ -35,6 +35,37 @@ def save_artifacts(model: Any, vocabulary: ItemVocabulary, directory: Path) -> d
     return {"model": str(weights), "vocabulary": str(items)}
 
 
+def log_recommender(
+    model: Any,
+    vocabulary: ItemVocabulary,
+    example_history: list[str],
+    registered_model_name: str,
+    directory: Path,
+) -> str:
+    """Log ``model`` as this pyfunc in the active MLflow run (artifacts, a signature inferred
+    from an example history and its output, the ``k`` parameter) and register it; returns the
+    new version."""
+    from types import SimpleNamespace
+
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    artifacts = save_artifacts(model, vocabulary, directory)
+    example = pd.DataFrame({HISTORY: [example_history]})
+    recommender = SasRecRecommender()
+    recommender.load_context(SimpleNamespace(artifacts=artifacts))
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=SasRecRecommender(),
+        artifacts=artifacts,
+        input_example=example,
+        signature=infer_signature(example, recommender.recommend(example), params={"k": DEFAULT_K}),
+        registered_model_name=registered_model_name,
+    )
+    return str(info.registered_model_version)
+
+
 class SasRecRecommender(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         import torch

@@ -8,7 +8,9 @@ a replay after a crash leaves the same state: effectively exactly once.
 
 Keys: ``rtrec:user:<id>:<group>`` and ``rtrec:item:<id>:<group>`` (hashes of a feature record:
 ``start_ms``, ``end_ms`` and each feature), ``rtrec:item:<id>:neighbours`` and
-``rtrec:user:<id>:cf`` (JSON lists of ``{item_id, score}``).
+``rtrec:user:<id>:cf`` (JSON lists of ``{item_id, score}``), and
+``rtrec:user:<id>:recommendations`` (the scoring job's whole record as JSON: items with scores,
+sources and reasons, model version, arm, rec_id, computed_at).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from rtrec.features.definitions import (
 PREFIX = "rtrec"
 NEIGHBOURS_GROUP = "neighbours"
 CF_GROUP = "cf"
+RECOMMENDATIONS_GROUP = "recommendations"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,16 @@ def ranked_write(
     return write
 
 
+def record_write(entity: str, group: str) -> Callable[[bytes, bytes | None], Write]:
+    """A whole record (key: the raw id) as its JSON string, as the topic holds it."""
+
+    def write(key: bytes, value: bytes | None) -> Write:
+        redis_key = store_key(entity, key.decode(), group)
+        return Write(redis_key) if value is None else Write(redis_key, text=value.decode())
+
+    return write
+
+
 def writers(settings: Settings) -> dict[str, Callable[[bytes, bytes | None], Write]]:
     """How each synced topic maps to Redis."""
     topics = settings.kafka.topics
@@ -84,6 +97,7 @@ def writers(settings: Settings) -> dict[str, Callable[[bytes, bytes | None], Wri
         topics.item_features: lambda k, v: feature_write("item", k, v),
         topics.item_neighbours: ranked_write("item", NEIGHBOURS_GROUP, NEIGHBOURS),
         topics.cf_scores: ranked_write("user", CF_GROUP, SCORES),
+        topics.recommendations: record_write("user", RECOMMENDATIONS_GROUP),
     }
 
 

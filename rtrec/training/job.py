@@ -96,10 +96,9 @@ def train_with_backend(
 def run_train_job(settings: Settings) -> TrainRun:
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
 
     from rtrec.batch.session import create_spark_session
-    from rtrec.registry.recommender import DEFAULT_K, SasRecRecommender, save_artifacts
+    from rtrec.registry.recommender import log_recommender
 
     spark = create_spark_session(settings, JOB)
     steps, catalogue, versions = read_gold(spark, settings)
@@ -143,20 +142,14 @@ def run_train_job(settings: Settings) -> TrainRun:
         )
         directory = Path(tmp)
         _log_results(results, directory)
-        artifacts = save_artifacts(trained.model, split.vocabulary, directory / "model")
-        example = _input_example(split)
-        recommender = SasRecRecommender()
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=recommender,
-            artifacts=artifacts,
-            input_example=example,
-            signature=infer_signature(
-                example, _example_output(artifacts, example), params={"k": DEFAULT_K}
-            ),
-            registered_model_name=settings.mlflow.model_name,
+        history = [split.vocabulary.item(i) for i in split.histories[0]]
+        version = log_recommender(
+            trained.model,
+            split.vocabulary,
+            [i for i in history if i is not None],
+            settings.mlflow.model_name,
+            directory / "model",
         )
-        version = str(info.registered_model_version)
         decision = gate(
             Scored(results["sasrec"].as_dict(), split_id),
             _champion_on_split(settings, split, split_id),
@@ -196,25 +189,6 @@ def _champion_on_split(settings: Settings, split: Split, split_id: str) -> Score
             mine[:, index] = theirs[:, their_index]
     result = evaluate(mine, np.array(split.targets), [set(h) for h in split.histories], EXCLUDED)
     return Scored(result.as_dict(), split_id)
-
-
-def _input_example(split: Split) -> Any:
-    import pandas as pd
-
-    from rtrec.registry.recommender import HISTORY
-
-    history = [split.vocabulary.item(i) for i in split.histories[0]]
-    return pd.DataFrame({HISTORY: [[i for i in history if i is not None]]})
-
-
-def _example_output(artifacts: dict[str, str], example: Any) -> Any:
-    from types import SimpleNamespace
-
-    from rtrec.registry.recommender import SasRecRecommender
-
-    recommender = SasRecRecommender()
-    recommender.load_context(SimpleNamespace(artifacts=artifacts))
-    return recommender.recommend(example)
 
 
 def _log_results(results: dict[str, Evaluation], directory: Path) -> None:

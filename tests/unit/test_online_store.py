@@ -45,4 +45,14 @@ def test_ranked_lists_are_stored_as_json_under_the_raw_id() -> None:
         settings.kafka.topics.item_features,
         settings.kafka.topics.item_neighbours,
         settings.kafka.topics.cf_scores,
+        settings.kafka.topics.recommendations,
     }
+
+
+def test_a_recommendation_record_is_stored_whole() -> None:
+    settings = load_settings("local", environ={})
+    write = writers(settings)[settings.kafka.topics.recommendations]
+    record = {"user_id": "u1", "model_version": "3", "items": [{"item_id": "i2", "reason": "x"}]}
+    value = json.dumps(record).encode()
+    assert write(b"u1", value) == Write("rtrec:user:u1:recommendations", text=value.decode())
+    assert write(b"u1", None) == Write("rtrec:user:u1:recommendations")
