@@ -57,7 +57,7 @@ def log_recommender(
     recommender.load_context(SimpleNamespace(artifacts=artifacts))
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=SasRecRecommender(),
+        python_model=str(Path(__file__).with_name("sasrec_model.py")),
         artifacts=artifacts,
         input_example=example,
         signature=infer_signature(example, recommender.recommend(example), params={"k": DEFAULT_K}),
