@@ -170,6 +170,25 @@ class ScoringSettings(Section):
     model_load_timeout_s: float = Field(gt=0)  # at start, how long to wait for the champion
 
 
+class ApiKeySettings(Section):
+    scopes: list[Literal["read", "write"]]
+    # The key itself: from the environment variable ``env`` when it is set, else ``key``
+    # (for local development only: secrets belong in the environment). Neither: disabled.
+    env: str
+    key: str = ""
+
+
+class ServingSettings(Section):
+    """The HTTP API (docs/serving.md)."""
+
+    host: str
+    port: int = Field(ge=0, le=65535)
+    default_k: int = Field(ge=1)
+    max_k: int = Field(ge=1)
+    max_events_per_request: int = Field(ge=1)
+    api_keys: dict[str, ApiKeySettings]
+
+
 class PrivacySettings(Section):
     pseudonymise: bool
     key_env: str
@@ -211,5 +230,6 @@ class Settings(Section):
     cf: CfSettings
     training: TrainingSettings
     scoring: ScoringSettings
+    serving: ServingSettings
     privacy: PrivacySettings
     local_services: LocalServicesSettings | None = None
