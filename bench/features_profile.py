@@ -51,7 +51,7 @@ def run_variant(settings: Settings, events_file: Path, outputs: list[str]) -> fl
 
     t_env = create_table_env(settings, "rtrec-features-profile")
     t_env.execute_sql(raw_file_ddl("raw_file", events_file))
-    tables = build_behaviour_features_pipeline(t_env, "raw_file")
+    tables = build_behaviour_features_pipeline(t_env, "raw_file", settings.scoring.ab)
     recent = {
         "recent": "SELECT user_id, event_ts, items FROM recent_events",
         "recent maps": "SELECT user_id, event_ts, g.* FROM recent_events, LATERAL TABLE("

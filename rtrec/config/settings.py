@@ -22,6 +22,7 @@ class Topics(Section):
     cf_scores: str
     recommendations: str
     model_control: str
+    ab_metrics: str
 
 
 class KafkaSettings(Section):
@@ -143,6 +144,7 @@ class ExplorationSettings(Section):
 class AbSettings(Section):
     challenger_share: float = Field(ge=0.0, le=1.0)  # users scored by the challenger
     salt: str = Field(min_length=1)  # a new salt is a new, independent split of users
+    metrics_window_ms: int = Field(ge=1000)  # event-time windows of the online A/B metrics
 
 
 class ScoringSettings(Section):

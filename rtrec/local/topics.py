@@ -24,6 +24,7 @@ COMPACTED = frozenset(
         "cf_scores",
         "recommendations",
         "model_control",
+        "ab_metrics",
     }
 )
 

@@ -8,20 +8,43 @@ salts, and uniform enough that ``challenger_share`` of users land in the challen
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Literal
 
 Arm = Literal["champion", "challenger"]
+# Columns of the online A/B metrics (rtrec.ab_metrics), beside features' purchases/conversion.
+ARM, IMPRESSIONS, CLICKS, CTR = "arm", "impressions", "clicks", "ctr"
 CHAMPION_ARM: Arm = "champion"
 CHALLENGER_ARM: Arm = "challenger"
 
 
-def unit_hash(text: str) -> float:
-    """A uniform number in [0, 1) from ``text`` (SHA-256: the same on every machine)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
+def _threshold(challenger_share: float) -> int:
+    # share x 2^64 is exact in floating point (a power-of-two scaling); below its ceiling is
+    # below it.
+    return math.ceil(challenger_share * 2**64)
 
 
 def assign_arm(user: str, challenger_share: float, salt: str) -> Arm:
-    return CHALLENGER_ARM if unit_hash(f"{salt}:{user}") < challenger_share else CHAMPION_ARM
+    """Challenger when the first 8 bytes of SHA-256("<salt>:<user>"), as a number, fall below
+    ``challenger_share`` x 2^64 (the same on every machine and in SQL: ``arm_sql``)."""
+    digest = hashlib.sha256(f"{salt}:{user}".encode()).digest()
+    below = int.from_bytes(digest[:8], "big") < _threshold(challenger_share)
+    return CHALLENGER_ARM if below else CHAMPION_ARM
+
+
+def arm_sql(user_column: str, challenger_share: float, salt: str) -> str:
+    """``assign_arm`` as a Flink SQL expression, so it runs in the JVM: 16 lowercase hex digits
+    compare as strings exactly as their numbers do."""
+    if challenger_share <= 0.0:
+        return f"'{CHAMPION_ARM}'"
+    if challenger_share >= 1.0:
+        return f"'{CHALLENGER_ARM}'"
+    prefix = f"{salt}:".replace("'", "''")
+    threshold = format(_threshold(challenger_share), "016x")
+    return (
+        f"CASE WHEN SUBSTRING(SHA256(CONCAT('{prefix}', {user_column})), 1, 16) < '{threshold}' "
+        f"THEN '{CHALLENGER_ARM}' ELSE '{CHAMPION_ARM}' END"
+    )
 
 
 def rec_id(user: str, event_id: str) -> str:

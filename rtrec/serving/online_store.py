@@ -10,7 +10,8 @@ Keys: ``rtrec:user:<id>:<group>`` and ``rtrec:item:<id>:<group>`` (hashes of a f
 ``start_ms``, ``end_ms`` and each feature), ``rtrec:item:<id>:neighbours`` and
 ``rtrec:user:<id>:cf`` (JSON lists of ``{item_id, score}``), and
 ``rtrec:user:<id>:recommendations`` (the scoring job's whole record as JSON: items with scores,
-sources and reasons, model version, arm, rec_id, computed_at).
+sources and reasons, model version, arm, rec_id, computed_at), and ``rtrec:ab:<version>:<arm>``
+(a hash of the online A/B metrics, one JSON field per window start).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from rtrec.features.definitions import (
     WINDOW_END,
     WINDOW_START,
 )
+from rtrec.schema.events import MODEL_VERSION
+from rtrec.scoring.ab import ARM
 
 PREFIX = "rtrec"
 NEIGHBOURS_GROUP = "neighbours"
@@ -45,6 +48,7 @@ class Write:
     key: str
     fields: dict[str, str] | None = None
     text: str | None = None
+    replace: bool = True  # False: set these hash fields, keep the others
 
 
 def store_key(entity: str, entity_id: str, group: str) -> str:
@@ -89,6 +93,17 @@ def record_write(entity: str, group: str) -> Callable[[bytes, bytes | None], Wri
     return write
 
 
+def ab_write(key: bytes, value: bytes | None) -> Write:
+    """An A/B window record (key: JSON of window_start, model_version, arm) as one field of the
+    hash ``rtrec:ab:<model_version>:<arm>``, named by the window start: the series per arm."""
+    ids = json.loads(key)
+    redis_key = f"{PREFIX}:ab:{ids[MODEL_VERSION]}:{ids[ARM]}"
+    window = str(ids[WINDOW_START])
+    if value is None:  # windows are final; a tombstone has nothing to remove from the series
+        return Write(redis_key, replace=False)
+    return Write(redis_key, fields={window: value.decode()}, replace=False)
+
+
 def writers(settings: Settings) -> dict[str, Callable[[bytes, bytes | None], Write]]:
     """How each synced topic maps to Redis."""
     topics = settings.kafka.topics
@@ -98,6 +113,7 @@ def writers(settings: Settings) -> dict[str, Callable[[bytes, bytes | None], Wri
         topics.item_neighbours: ranked_write("item", NEIGHBOURS_GROUP, NEIGHBOURS),
         topics.cf_scores: ranked_write("user", CF_GROUP, SCORES),
         topics.recommendations: record_write("user", RECOMMENDATIONS_GROUP),
+        topics.ab_metrics: ab_write,
     }
 
 
@@ -106,7 +122,8 @@ def apply(client: Any, writes: Iterable[Write]) -> int:
     pipe = client.pipeline(transaction=True)
     count = 0
     for write in writes:
-        pipe.delete(write.key)
+        if write.replace:
+            pipe.delete(write.key)
         if write.fields is not None:
             pipe.hset(write.key, mapping=write.fields)
         elif write.text is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtrec.config import Settings
+from rtrec.config.settings import AbSettings
 from rtrec.features.definitions import (
     CARTS,
     CONVERSION,
@@ -45,19 +46,28 @@ from rtrec.features.user_counts import LAST_EVENT_TS
 from rtrec.schema.events import (
     ADD_TO_CART,
     CATEGORY_ID,
+    CLICK,
     EVENT_ID,
     EVENT_SCHEMA,
     EVENT_TS,
     EVENT_TYPE,
     EVENT_TYPES,
+    IMPRESSION,
     ITEM_ID,
+    MODEL_VERSION,
     PURCHASE,
+    REC_ID,
     USER_ID,
     VIEW,
 )
 from rtrec.schema.flink import FLINK_SQL_TYPES, interval
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
-from rtrec.streaming.udfs import late_reason_udf, parse_event_udtf, recent_features_udtf
+from rtrec.scoring.ab import ARM, CLICKS, CTR, IMPRESSIONS, arm_sql
+from rtrec.streaming.udfs import (
+    late_reason_udf,
+    parse_event_udtf,
+    recent_features_udtf,
+)
 
 JOB_NAME = "rtrec-behaviour-features"
 SOURCE = "flink:behaviour_features"
@@ -78,6 +88,9 @@ class BehaviourFeatureTables:
     user_totals: Any  # running totals per user: an updating table keyed (user, group)
     user_features: Any  # window, session and recent records of users (append-only)
     item_features: Any  # window records of items (append-only)
+    # Per event-time window, model version and A/B arm: impressions, clicks and purchases of
+    # served lists (events carrying a rec_id), CTR and conversion (append-only).
+    ab_metrics: Any
 
 
 def _count(condition: str) -> str:
@@ -110,8 +123,11 @@ def _hop(table: str, key: str, window: HopWindow, features: list[tuple[str, str]
     )
 
 
-def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourFeatureTables:
-    """Define the job's result tables over the raw event table ``raw_events``."""
+def build_behaviour_features_pipeline(
+    t_env: Any, raw_events: str, ab: AbSettings
+) -> BehaviourFeatureTables:
+    """Define the job's result tables over the raw event table ``raw_events``; ``ab`` is the
+    A/B split the online metrics follow."""
     t_env.create_temporary_system_function("parse_event", parse_event_udtf())
     t_env.create_temporary_system_function("late_reason", late_reason_udf())
     t_env.create_temporary_system_function("recent_features", recent_features_udtf())
@@ -211,6 +227,27 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
         f"AS g(`{FEATURE_GROUP}`, `{FEATURES}`)"
     )
     item_queries = [_hop("accepted", ITEM_ID, window, item_counts) for window in ITEM_WINDOWS]
+    # Events answering a served list, with the arm the scoring job served the user from.
+    t_env.execute_sql(
+        f"CREATE TEMPORARY VIEW answered AS SELECT *, "
+        f"{arm_sql(f'`{USER_ID}`', ab.challenger_share, ab.salt)} AS arm FROM accepted "
+        f"WHERE `{REC_ID}` IS NOT NULL AND `{MODEL_VERSION}` IS NOT NULL"
+    )
+    impressions = f"SUM(CASE WHEN {_is(IMPRESSION)} THEN 1 ELSE 0 END)"
+    clicks = f"SUM(CASE WHEN {_is(CLICK)} THEN 1 ELSE 0 END)"
+    bought = f"SUM(CASE WHEN {_is(PURCHASE)} THEN 1 ELSE 0 END)"
+    ab_metrics = (
+        f"SELECT {_epoch_ms('window_start')} AS `{WINDOW_START}`, "
+        f"{_epoch_ms('window_end')} AS `{WINDOW_END}`, `{MODEL_VERSION}`, arm AS `{ARM}`, "
+        f"{impressions} AS `{IMPRESSIONS}`, {clicks} AS `{CLICKS}`, {bought} AS `{PURCHASES}`, "
+        f"CASE WHEN {impressions} > 0 THEN CAST({clicks} AS DOUBLE) / {impressions} END "
+        f"AS `{CTR}`, "
+        f"CASE WHEN {impressions} > 0 THEN CAST({bought} AS DOUBLE) / {impressions} END "
+        f"AS `{CONVERSION}` "
+        f"FROM TABLE(TUMBLE(TABLE answered, "
+        f"DESCRIPTOR(event_time), {interval(ab.metrics_window_ms)})) "
+        f"GROUP BY window_start, window_end, `{MODEL_VERSION}`, arm"
+    )
     return BehaviourFeatureTables(
         dead_letters=t_env.sql_query(
             f"SELECT payload AS `raw`, `{PARSE_ERROR}` AS reason, '{SOURCE}' AS source, "
@@ -224,6 +261,7 @@ def build_behaviour_features_pipeline(t_env: Any, raw_events: str) -> BehaviourF
         user_totals=t_env.sql_query(totals),
         user_features=t_env.sql_query(" UNION ALL ".join(user_queries)),
         item_features=t_env.sql_query(" UNION ALL ".join(item_queries)),
+        ab_metrics=t_env.sql_query(ab_metrics),
     )
 
 
@@ -248,11 +286,29 @@ def run_behaviour_features_job(settings: Settings) -> None:
         ("item_features", topics.item_features),
     ):
         t_env.execute_sql(upsert_ddl(settings, table, topic, FEATURE_COLUMNS, FEATURE_KEY))
-    tables = build_behaviour_features_pipeline(t_env, "events_raw")
+    ab_columns = [
+        f"`{WINDOW_START}` BIGINT NOT NULL",
+        f"`{WINDOW_END}` BIGINT",
+        f"`{MODEL_VERSION}` STRING NOT NULL",
+        f"`{ARM}` STRING NOT NULL",
+        *(f"`{name}` INT" for name in (IMPRESSIONS, CLICKS, PURCHASES)),
+        *(f"`{name}` DOUBLE" for name in (CTR, CONVERSION)),
+    ]
+    t_env.execute_sql(
+        upsert_ddl(
+            settings,
+            "ab_metrics",
+            topics.ab_metrics,
+            ab_columns,
+            [WINDOW_START, MODEL_VERSION, ARM],
+        )
+    )
+    tables = build_behaviour_features_pipeline(t_env, "events_raw", settings.scoring.ab)
     statements = t_env.create_statement_set()
     statements.add_insert("events_dlq", tables.dead_letters)
     statements.add_insert("events_late", tables.late_events)
     statements.add_insert("user_totals", tables.user_totals)
     statements.add_insert("user_features", tables.user_features)
     statements.add_insert("item_features", tables.item_features)
+    statements.add_insert("ab_metrics", tables.ab_metrics)
     statements.execute().wait()

@@ -56,7 +56,7 @@ from rtrec.schema.events import (
 )
 from rtrec.schema.flink import EVENT_TIME
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
-from rtrec.scoring.ab import CHALLENGER_ARM, CHAMPION_ARM, Arm, assign_arm
+from rtrec.scoring.ab import ARM, CHALLENGER_ARM, CHAMPION_ARM, Arm, assign_arm
 from rtrec.scoring.recommend import (
     NO_MODEL,
     Policy,
@@ -76,9 +76,10 @@ from rtrec.scoring.signals import (
 )
 
 JOB_NAME = "rtrec-scoring"
+BUNDLE_TIME_MS = 50
 LOG = logging.getLogger(__name__)
 TRIGGERS = frozenset({VIEW, CLICK, ADD_TO_CART, PURCHASE})  # what a shopper does, not sees
-ITEMS, ARM, SOURCE, REASON, COMPUTED_AT = "items", "arm", "source", "reason", "computed_at"
+ITEMS, SOURCE, REASON, COMPUTED_AT = "items", "source", "reason", "computed_at"
 ModelLoader = Callable[[str], Any]
 AliasReader = Callable[[Iterable[str]], dict[str, str]]
 
@@ -480,7 +481,11 @@ def run_scoring_job(settings: Settings) -> None:
     from rtrec.streaming.kafka import raw_events_ddl, upsert_ddl
     from rtrec.streaming.stream_env import create_stream_env
 
-    env, t_env = create_stream_env(settings, JOB_NAME)
+    # A Python operator hands its output back when its bundle closes (by default after up to
+    # a second): that would be most of the freshness budget.
+    env, t_env = create_stream_env(
+        settings, JOB_NAME, {"python.fn-execution.bundle.time": str(BUNDLE_TIME_MS)}
+    )
     topics, group = settings.kafka.topics, f"{settings.flink.consumer_group}-scoring"
     t_env.execute_sql(raw_events_ddl(settings, "events_raw", group))
     events = read_scoring_events(t_env, "events_raw")

@@ -12,15 +12,18 @@ from rtrec.config import Settings
 from rtrec.streaming.environment import flink_options, use_python_worker_processes
 
 
-def create_stream_env(settings: Settings, job_name: str) -> tuple[Any, Any]:
-    """A (StreamExecutionEnvironment, StreamTableEnvironment) pair configured for ``job_name``."""
+def create_stream_env(
+    settings: Settings, job_name: str, extra: dict[str, str] | None = None
+) -> tuple[Any, Any]:
+    """A (StreamExecutionEnvironment, StreamTableEnvironment) pair configured for ``job_name``
+    (``extra``: the job's own Flink options, before the configured ones)."""
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
     use_python_worker_processes()
     config = Configuration()
-    for key, value in flink_options(settings, job_name).items():
+    for key, value in {**(extra or {}), **flink_options(settings, job_name)}.items():
         config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     t_env = StreamTableEnvironment.create(

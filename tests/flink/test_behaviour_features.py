@@ -4,12 +4,15 @@ out-of-order ones (within the watermark delay) windowed like the rest."""
 
 import json
 import random
+import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rtrec.config import load_settings
+from rtrec.config.settings import AbSettings
 from rtrec.features.definitions import RECENT_GROUPS, TOTALS_GROUP
 from rtrec.features.reference import (
     FeatureRecord,
@@ -20,12 +23,27 @@ from rtrec.features.reference import (
 )
 from rtrec.features.user_counts import user_counts
 from rtrec.schema import encode, validate
+from rtrec.scoring.ab import assign_arm
 from rtrec.sources import Duplicate, Malformed
 from rtrec.sources.simulator import Simulator
 
 pytestmark = [pytest.mark.component, pytest.mark.flink]
 
 JITTER_MS = 2_000  # below the 5 s watermark delay, so no event here is ever late
+AB = AbSettings(challenger_share=0.3, salt="test-ab", metrics_window_ms=3_600_000)
+
+
+def answered(event: dict[str, Any]) -> dict[str, Any]:
+    """Two thirds of impressions, clicks and purchases answer a served list (rec_id and the
+    version that served it), as the closed loop reports them; re-sends carry the same."""
+    if event["event_type"] not in ("impression", "click", "purchase"):
+        return event
+    if zlib.crc32(event["event_id"].encode()) % 3 == 0:
+        return event
+    version = (
+        "7" if assign_arm(event["user_id"], AB.challenger_share, AB.salt) == "challenger" else "6"
+    )
+    return {**event, "rec_id": f"r-{event['event_id']}", "model_version": version}
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +74,16 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         if isinstance(record, Malformed):
             lines.append(record.payload)
         else:
-            lines.append(encode(record.event if isinstance(record, Duplicate) else record))
+            lines.append(
+                encode(answered(record.event if isinstance(record, Duplicate) else record))
+            )
     (base / "events.txt").write_bytes(b"\n".join(lines) + b"\n")
 
     t_env = create_table_env(settings, "rtrec-test-features")
     t_env.execute_sql(raw_file_ddl("raw_file", base / "events.txt"))
-    tables = build_behaviour_features_pipeline(t_env, "raw_file")
+    tables = build_behaviour_features_pipeline(t_env, "raw_file", AB)
     out: dict[str, Any] = {"lines": lines}
-    for name in ("dead_letters", "user_totals", "user_features", "item_features"):
+    for name in ("dead_letters", "user_totals", "user_features", "item_features", "ab_metrics"):
         with getattr(tables, name).execute().collect() as rows:
             out[name] = [(row.get_row_kind().name, tuple(row)) for row in rows]
     return out
@@ -163,7 +183,7 @@ def test_every_group_shares_one_deduplication(tmp_path: Path) -> None:
     settings = load_settings("local", [f"flink.checkpoint_dir={tmp_path}"])
     t_env = create_table_env(settings, "rtrec-test-plan")
     t_env.execute_sql(raw_file_ddl("raw_file", tmp_path / "events.txt"))
-    tables = build_behaviour_features_pipeline(t_env, "raw_file")
+    tables = build_behaviour_features_pipeline(t_env, "raw_file", AB)
     statements = t_env.create_statement_set()
     for name in ("user_totals", "user_features", "item_features"):
         t_env.execute_sql(create_table_ddl(name, FEATURE_COLUMNS, {"connector": "blackhole"}))
@@ -172,3 +192,33 @@ def test_every_group_shares_one_deduplication(tmp_path: Path) -> None:
     executed = plan[plan.index("== Optimized Execution Plan ==") :]
     assert executed.count("Deduplicate(") == 1
     assert "order=[PROCTIME]" in executed
+
+
+def test_online_ab_metrics_count_answered_lists_per_window_version_and_arm(
+    results: dict[str, Any],
+) -> None:
+    expected: Counter[tuple[int, str, str, str]] = Counter()
+    for event in accepted(results["lines"]):
+        if event.get("rec_id") is None:
+            continue
+        start = event["event_ts"] // AB.metrics_window_ms * AB.metrics_window_ms
+        arm = assign_arm(event["user_id"], AB.challenger_share, AB.salt)
+        expected[start, event["model_version"], arm, event["event_type"]] += 1
+    got = {}
+    for kind, row in results["ab_metrics"]:
+        assert kind == "INSERT"  # a window's figures are final
+        start, end, version, arm, impressions, clicks, purchases, ctr, conversion = row
+        assert end - start == AB.metrics_window_ms and (start, version, arm) not in got
+        got[start, version, arm] = (impressions, clicks, purchases)
+        if impressions:
+            assert ctr == pytest.approx(clicks / impressions)
+            assert conversion == pytest.approx(purchases / impressions)
+        else:
+            assert ctr is None and conversion is None
+    keys = {(start, version, arm) for start, version, arm, _ in expected}
+    assert got == {
+        key: tuple(expected[(*key, kind)] for kind in ("impression", "click", "purchase"))
+        for key in keys
+    }
+    # Both arms, each only with its own version (the split is the scoring job's).
+    assert {(version, arm) for _, version, arm in got} == {("6", "champion"), ("7", "challenger")}

@@ -1,6 +1,7 @@
-"""Hot-swap under flow: a champion promoted while events stream in at a steady rate reaches
-every output within 10 s, without a restart, with no event lost or scored twice and no error
-(real Kafka, the MLflow server and registry, the Flink scoring job)."""
+"""The scoring job live (real Kafka, the MLflow server and registry, Redis): hot-swap under
+flow (a champion promoted while events stream in at a steady rate reaches every output within
+10 s, without a restart, with no event lost or scored twice and no error), and end to end, an
+event sent to the API changes that user's list read through the API."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,11 @@ import pytest
 from conftest import Stack, consume_all, wait_for
 
 from rtrec.config import Settings
-from rtrec.launch import flink_job_command, runtime_bin, start_job
+from rtrec.launch import RunningJob, app_job_command, flink_job_command, runtime_bin, start_job
 from rtrec.producer import produce
 from rtrec.registry.mlflow_registry import CHAMPION
 from rtrec.registry.promotion import promote
-from rtrec.schema.events import EVENT_ID, EVENT_TYPE
+from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, USER_ID
 from rtrec.sources.simulator import Simulator
 from rtrec.streaming.scoring import TRIGGERS
 
@@ -33,9 +36,19 @@ SWAP_BOUND_S = 10.0
 SUPPORT = Path(__file__).parent / "support" / "register_sasrec.py"
 
 
-def test_a_promotion_reaches_every_output_within_10_s_and_loses_nothing(
-    stack: Stack, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+@dataclass(frozen=True)
+class Scoring:
+    settings: Settings
+    args: list[str]
+    versions: tuple[str, str]  # champion at start, the one to promote
+    job: RunningJob
+    sync: RunningJob
+
+
+@pytest.fixture(scope="module")
+def scoring(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scoring]:
+    """Two registered SASRec versions, the first champion; the scoring job and the online-store
+    sync running on topics of their own."""
     base = tmp_path_factory.mktemp("hot-swap")
     settings, args = stack.isolated("hot-swap")
     args += ["--set", f"mlflow.model_name={MODEL}", "--set", "flink.consumer_group=hot-swap"]
@@ -59,47 +72,59 @@ def test_a_promotion_reaches_every_output_within_10_s_and_loses_nothing(
     from mlflow import MlflowClient
 
     MlflowClient(settings.mlflow.tracking_uri).set_registered_model_alias(MODEL, CHAMPION, old)
+    job = start_job("scoring", flink_job_command(settings, "scoring", args), base / "scoring.log")
+    sync = start_job(
+        "online_store", app_job_command(settings, "online_store", args), base / "sync.log"
+    )
+    try:
+        yield Scoring(settings, args, (old, new), job, sync)
+    finally:
+        job.stop()
+        sync.stop()
+    logs = [p.read_text() for p in (base / "scoring.log.flink").glob("*.log")]
+    assert logs and not any("failed to load" in log for log in logs)
 
+
+def test_a_promotion_reaches_every_output_within_10_s_and_loses_nothing(
+    scoring: Scoring,
+) -> None:
+    settings, job, (old, new) = scoring.settings, scoring.job, scoring.versions
     events = list(
         Simulator(settings.simulator, events=int(RATE * (BEFORE_S + AFTER_S)), days=1).events()
     )
-    job = start_job("scoring", flink_job_command(settings, "scoring", args), base / "scoring.log")
     topic = settings.kafka.topics.recommendations
-    try:
-        # The job is up and serving the old champion once a first event is answered.
-        produce(settings, events[:1], source="test")
-        wait_for(lambda: bool(_outputs(settings, topic)), "the first list", job, 240)
+    # The job is up and serving the old champion once a first event is answered.
+    produce(settings, events[:1], source="test")
+    wait_for(lambda: bool(_outputs(settings, topic)), "the first list", job, 240)
 
-        sent_at: dict[str, float] = {}
-        promoted_at: list[float] = []
+    sent_at: dict[str, float] = {}
+    promoted_at: list[float] = []
 
-        def flow() -> None:
-            step = max(1, RATE // 5)
-            started = time.monotonic()
-            for start in range(1, len(events), step):
-                due = started + (start - 1) / RATE
-                time.sleep(max(0.0, due - time.monotonic()))
-                batch = events[start : start + step]
-                produce(settings, batch, source="test", out=io.StringIO())
-                now = time.monotonic()
-                for event in batch:
-                    sent_at[event[EVENT_ID]] = now
-                if not promoted_at and now - started >= BEFORE_S:
-                    promote(settings, new)
-                    promoted_at.append(time.monotonic())
+    def flow() -> None:
+        step = max(1, RATE // 5)
+        started = time.monotonic()
+        for start in range(1, len(events), step):
+            due = started + (start - 1) / RATE
+            time.sleep(max(0.0, due - time.monotonic()))
+            batch = events[start : start + step]
+            produce(settings, batch, source="test", out=io.StringIO())
+            now = time.monotonic()
+            for event in batch:
+                sent_at[event[EVENT_ID]] = now
+            if not promoted_at and now - started >= BEFORE_S:
+                promote(settings, new)
+                promoted_at.append(time.monotonic())
 
-        sender = threading.Thread(target=flow)
-        sender.start()
-        sender.join()
-        interactions = {e[EVENT_ID] for e in events if e[EVENT_TYPE] in TRIGGERS}
+    sender = threading.Thread(target=flow)
+    sender.start()
+    sender.join()
+    interactions = {e[EVENT_ID] for e in events if e[EVENT_TYPE] in TRIGGERS}
 
-        def all_answered() -> bool:
-            return interactions <= {r[EVENT_ID] for r in _outputs(settings, topic)}
+    def all_answered() -> bool:
+        return interactions <= {r[EVENT_ID] for r in _outputs(settings, topic)}
 
-        wait_for(all_answered, "a list for every interaction", job, 120)
-        assert job.alive(), job.tail()
-    finally:
-        job.stop()
+    wait_for(all_answered, "a list for every interaction", job, 120)
+    assert job.alive(), job.tail()
 
     records = [r for r in _outputs(settings, topic) if r[EVENT_ID] in interactions]
     answered = [r[EVENT_ID] for r in records]
@@ -112,8 +137,51 @@ def test_a_promotion_reaches_every_output_within_10_s_and_loses_nothing(
     assert late and all(versions[e] == new for e in late)
     last_old = max((t for e, t in sent_at.items() if versions.get(e) == old), default=promotion)
     print(f"last event scored by the old version was sent {last_old - promotion:.1f} s after it")
-    logs = [p.read_text() for p in (base / "scoring.log.flink").glob("*.log")]
-    assert logs and not any("failed to load" in log for log in logs)
+
+
+def test_an_event_sent_to_the_api_changes_that_users_list_read_through_the_api(
+    scoring: Scoring,
+) -> None:
+    """End to end: POST /v1/events -> Kafka -> the scoring job -> rtrec.recommendations -> the
+    online-store sync -> Redis -> GET /v1/users/{id}/recommendations."""
+    from fastapi.testclient import TestClient
+
+    from rtrec.serving.api import create_app
+
+    settings = scoring.settings
+    template = Simulator(settings.simulator, events=1, days=1).events().__next__()
+    headers = {"X-API-Key": "local-writer-key"}
+    user = "e2e-shopper"
+    with TestClient(create_app(settings)) as client:
+        path = f"/v1/users/{user}/recommendations?k=5"
+        assert client.get(path, headers=headers).status_code == 404  # a user never seen
+        for n, item in enumerate((template[ITEM_ID], "brand-new-item")):
+            event = {
+                **template,
+                EVENT_ID: f"e2e-{n}",
+                USER_ID: user,
+                ITEM_ID: item,
+                EVENT_TYPE: "view",
+                EVENT_TS: int(template[EVENT_TS]) + n,
+            }
+            sent = time.monotonic()
+            assert client.post("/v1/events", json=event, headers=headers).status_code == 202
+            answer: dict[str, Any] = {}
+
+            def changed(event_id: str = event[EVENT_ID]) -> bool:
+                nonlocal answer
+                response = client.get(path, headers=headers)
+                answer = response.json() if response.status_code == 200 else {}
+                return answer.get(EVENT_ID) == event_id
+
+            wait_for(changed, f"the list for {event[EVENT_ID]}", [scoring.job, scoring.sync], 60)
+            took = time.monotonic() - sent
+            print(f"{event[EVENT_ID]}: readable through the API {took:.2f} s after sending")
+            assert len(answer["items"]) == 5 and all(i["reason"] for i in answer["items"])
+            assert answer["model_version"] in scoring.versions
+            # The shopper's own latest item is among the candidates, with its reason.
+            reasons = {i["item_id"]: i["reason"] for i in answer["items"]}
+            assert reasons.get(item, "you recently viewed").startswith("you recently viewed")
 
 
 def _outputs(settings: Settings, topic: str) -> list[dict[str, Any]]:

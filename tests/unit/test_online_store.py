@@ -46,6 +46,7 @@ def test_ranked_lists_are_stored_as_json_under_the_raw_id() -> None:
         settings.kafka.topics.item_neighbours,
         settings.kafka.topics.cf_scores,
         settings.kafka.topics.recommendations,
+        settings.kafka.topics.ab_metrics,
     }
 
 
@@ -56,3 +57,14 @@ def test_a_recommendation_record_is_stored_whole() -> None:
     value = json.dumps(record).encode()
     assert write(b"u1", value) == Write("rtrec:user:u1:recommendations", text=value.decode())
     assert write(b"u1", None) == Write("rtrec:user:u1:recommendations")
+
+
+def test_ab_windows_accumulate_as_fields_of_one_hash_per_version_and_arm() -> None:
+    settings = load_settings("local", environ={})
+    write = writers(settings)[settings.kafka.topics.ab_metrics]
+    key = json.dumps({"start_ms": 60000, "model_version": "4", "arm": "champion"}).encode()
+    value = json.dumps({"impressions": 10, "clicks": 2, "ctr": 0.2}).encode()
+    assert write(key, value) == Write(
+        "rtrec:ab:4:champion", fields={"60000": value.decode()}, replace=False
+    )
+    assert write(key, None) == Write("rtrec:ab:4:champion", replace=False)  # changes nothing

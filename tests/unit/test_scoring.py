@@ -113,6 +113,24 @@ def test_ab_assignment_is_stable_proportional_and_salted() -> None:
     assert both / arms.count(CHALLENGER_ARM) == pytest.approx(0.2, abs=0.03)
 
 
+def test_the_sql_arm_is_the_python_arm() -> None:
+    """The Flink SQL form (run in the JVM) must split users exactly as the scoring job does:
+    its comparison of hex prefixes equals the numeric one, at the threshold too."""
+    import hashlib
+
+    from rtrec.scoring.ab import arm_sql
+
+    sql = arm_sql("`user_id`", 0.3, "it's")
+    assert "'it''s:'" in sql and "SHA256" in sql  # the salt's quote is escaped
+    threshold = sql.split("< '")[1][:16]
+    for n in range(5_000):
+        user = f"u{n}"
+        prefix = hashlib.sha256(f"it's:{user}".encode()).hexdigest()[:16]
+        sql_arm = CHALLENGER_ARM if prefix < threshold else CHAMPION_ARM
+        assert sql_arm == assign_arm(user, 0.3, "it's"), user
+    assert arm_sql("u", 0.0, "s") == "'champion'" and arm_sql("u", 1.0, "s") == "'challenger'"
+
+
 def test_rec_ids_and_reasons() -> None:
     assert rec_id("u1", "e1") == rec_id("u1", "e1") != rec_id("u1", "e2") != rec_id("u2", "e1")
     assert Reason(CF, "i7").text() == "because you viewed i7"
