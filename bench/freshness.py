@@ -1,0 +1,187 @@
+"""Freshness benchmark: from an event being produced to the user's changed list being readable
+through the HTTP API, under a steady background load.
+
+Needs the local stack (`rtrec local up`, started here if it is not running). Starts the scoring
+job, the online-store sync and the API on topics of this run, sends simulated traffic at
+``--rate`` events/s, and meanwhile ``--probes`` per second: a view by a user of its own (no
+other traffic touches it), after which the API is polled every 5 ms until the list answers that
+event. Prints p50/p99 of produce -> readable. The deep model is the registry's champion of
+``mlflow.model_name`` if there is one (the version is printed). Usage:
+
+    .venvs/app/bin/python bench/freshness.py [--rate 1000] [--seconds 30] [--probes 5]
+        [--env local] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rtrec.config import Settings, load_settings
+from rtrec.launch import app_job_command, config_args, flink_job_command, start_job
+from rtrec.local import ensure_topics, up
+from rtrec.producer import produce
+from rtrec.schema import encode
+from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, USER_ID
+from rtrec.sources.simulator import Simulator
+
+KEY = {"X-API-Key": "local-reader-key"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--env", default="local")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--probes", type=int, default=5, help="probe events per second")
+    args = parser.parse_args()
+    run = f"bench-fresh-{os.getpid()}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = load_settings(args.env, args.overrides)
+    topics = [f"kafka.topics.{f}={run}.{f}" for f in type(base.kafka.topics).model_fields]
+    overrides = [
+        *args.overrides,
+        *topics,
+        f"serving.port={port}",
+        f"flink.consumer_group={run}",
+        f"flink.checkpoint_dir=.run/bench/{run}",
+    ]
+    settings = load_settings(args.env, overrides)
+    up(settings, report=lambda line: None)
+    ensure_topics(settings)
+    job_args = config_args(args.env, overrides)
+    logs = Path(".run/bench")
+    jobs = [
+        start_job(
+            "scoring", flink_job_command(settings, "scoring", job_args), logs / f"{run}-scoring.log"
+        ),
+        start_job(
+            "sync", app_job_command(settings, "online_store", job_args), logs / f"{run}-sync.log"
+        ),
+        start_job("api", app_job_command(settings, "api", job_args), logs / f"{run}-api.log"),
+    ]
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=KEY, timeout=5)
+        events = list(
+            Simulator(settings.simulator, events=int(args.rate * args.seconds), days=1).events()
+        )
+        template = events[0]
+        warm_up(settings, client, template, jobs)
+        print(f"{champion(settings)}; {args.rate:,} events/s for {args.seconds:.0f} s")
+        stop = threading.Event()
+        loader = threading.Thread(target=load, args=(settings, events, args.rate, stop))
+        loader.start()
+        delays = probe_loop(settings, client, template, args.probes, args.seconds)
+        stop.set()
+        loader.join()
+        p50 = statistics.median(delays)
+        p99 = statistics.quantiles(delays, n=100)[98] if len(delays) >= 100 else max(delays)
+        print(
+            f"produce -> readable through the API: p50 {p50 * 1000:.0f} ms, "
+            f"p99 {p99 * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms ({len(delays)} probes)"
+        )
+    finally:
+        for job in jobs:
+            job.stop()
+
+
+def champion(settings: Settings) -> str:
+    from rtrec.registry.live import registry_aliases
+
+    versions = registry_aliases(settings.mlflow.tracking_uri, settings.mlflow.model_name)(
+        ["champion"]
+    )
+    return f"model {settings.mlflow.model_name} champion: {versions.get('champion', 'none')}"
+
+
+def warm_up(
+    settings: Settings, client: httpx.Client, template: dict[str, Any], jobs: list[Any]
+) -> None:
+    """Until one probe answers: every job up, the model loaded."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if probe(settings, client, template, f"warm-{time.monotonic_ns()}", 5.0) is not None:
+            return
+        for job in jobs:
+            if not job.alive():
+                raise SystemExit(f"{job.name} died:\n{job.tail()}")
+    raise SystemExit("no list became readable within 300 s")
+
+
+def load(
+    settings: Settings, events: list[dict[str, Any]], rate: int, stop: threading.Event
+) -> None:
+    step = max(1, rate // 20)
+    started = time.monotonic()
+    for start in range(0, len(events), step):
+        if stop.is_set():
+            return
+        time.sleep(max(0.0, started + start / rate - time.monotonic()))
+        produce(settings, events[start : start + step], source="bench", out=io.StringIO())
+
+
+def probe_loop(
+    settings: Settings, client: httpx.Client, template: dict[str, Any], per_s: int, seconds: float
+) -> list[float]:
+    delays = []
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < seconds:
+        delay = probe(settings, client, template, f"probe-{n}", 10.0)
+        if delay is not None:
+            delays.append(delay)
+        n += 1
+        time.sleep(max(0.0, started + n / per_s - time.monotonic()))
+    return delays
+
+
+_producers: dict[str, Any] = {}
+
+
+def probe(
+    settings: Settings, client: httpx.Client, template: dict[str, Any], name: str, timeout_s: float
+) -> float | None:
+    """Send one view by a user of its own; seconds until the API answers it (None: timeout).
+    One long-lived producer sends probes, so its connection set-up is not counted."""
+    from confluent_kafka import Producer
+
+    producer = _producers.setdefault(
+        "probe", Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 0})
+    )
+    event = {
+        **template,
+        EVENT_ID: name,
+        USER_ID: f"fresh-{name}",
+        EVENT_TYPE: "view",
+        EVENT_TS: int(template[EVENT_TS]),
+    }
+    sent = time.monotonic()
+    producer.produce(
+        settings.kafka.topics.events, encode(event), name.encode(), timestamp=event[EVENT_TS]
+    )
+    producer.flush(5)
+    path = f"/v1/users/fresh-{name}/recommendations"
+    while time.monotonic() - sent < timeout_s:
+        response = client.get(path)
+        if response.status_code == 200 and response.json().get(EVENT_ID) == name:
+            return time.monotonic() - sent
+        time.sleep(0.005)
+    return None
+
+
+if __name__ == "__main__":
+    main()
