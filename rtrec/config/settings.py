@@ -147,6 +147,11 @@ class AbSettings(Section):
     metrics_window_ms: int = Field(ge=1000)  # event-time windows of the online A/B metrics
 
 
+class ColdStartSettings(Section):
+    max_history: int = Field(ge=0)  # a user with at most this many items is new
+    trending_weight: float = Field(ge=0.0)  # the weight of trending-in-context for them
+
+
 class ScoringSettings(Section):
     """The Flink scoring job (docs/scoring.md)."""
 
@@ -159,6 +164,7 @@ class ScoringSettings(Section):
     min_price: float | None = None
     max_price: float | None = None
     exploration: ExplorationSettings
+    cold_start: ColdStartSettings
     ab: AbSettings
     recent_items: int = Field(ge=1)  # the user's items kept (and fed to the deep model)
     purchases_kept: int = Field(ge=1)

@@ -62,6 +62,10 @@ class Policy:
     exploration: Mode
     epsilon: float
     per_source: int  # candidates taken from each source
+    # A user with at most this many items is new: what is trending in their context carries
+    # ``cold_trending_weight`` (their own history says too little yet).
+    cold_history: int = 1
+    cold_trending_weight: float = 1.0
 
 
 def scoring_policy(settings: ScoringSettings) -> Policy:
@@ -78,6 +82,8 @@ def scoring_policy(settings: ScoringSettings) -> Policy:
         settings.exploration.mode,
         settings.exploration.epsilon,
         settings.per_source,
+        settings.cold_start.max_history,
+        settings.cold_start.trending_weight,
     )
 
 
@@ -134,7 +140,10 @@ def recommend(
     the exploration draw is seeded by the rec_id, so recomputing a request gives its list."""
     rid = rec_id(user, event_id)
     sources = candidate_sources(view, signals, model_version, policy.per_source)
-    ranked = fuse(sources, policy.weights)
+    weights = dict(policy.weights)
+    if len(view.recent) <= policy.cold_history:
+        weights[TRENDING] = max(weights.get(TRENDING, 0.0), policy.cold_trending_weight)
+    ranked = fuse(sources, weights)
     purchased = set(view.purchased)
     top = apply_rules(ranked, items, purchased, policy.rules, policy.k)
     shown = {s.item for s in top}

@@ -30,7 +30,10 @@ def _events(seed: int, users: int, count: int) -> list[dict[str, Any]]:
         events.append(
             {
                 "event_id": f"e{n}",
-                "user_id": f"u{rng.randrange(users)}",
+                # Every 40th event of the second half is a new shopper's first.
+                "user_id": f"new{n}"
+                if n > count // 2 and n % 40 == 0
+                else f"u{rng.randrange(users)}",
                 "session_id": "s",
                 "item_id": f"i{item}",
                 "event_type": rng.choice(kinds),
@@ -135,6 +138,16 @@ def test_every_interaction_gets_one_explained_list_and_a_swap_changes_the_versio
         ordered = sorted((r for r in records if r.user == user), key=lambda r: r.event_ts)
         versions = [r.model_version for r in ordered]
         assert versions == sorted(versions), user
+    # Cold start: a user's first list leads with what is trending in their context (once the
+    # job has seen some traffic to count).
+    first: dict[str, Any] = {}
+    for record in sorted(records, key=lambda r: r.event_ts):
+        first.setdefault(record.user, record)
+    late_starters = [r for r in first.values() if r.user.startswith("new")]
+    assert len(late_starters) >= 4
+    for record in late_starters:
+        assert record.items[0].source == "trending", record
+        assert record.items[0].reason.startswith("trending in ")
     # Nobody is recommended what they just bought unless re-buyable (none is configured).
     for record in records:
         event = by_event[record.event_id]

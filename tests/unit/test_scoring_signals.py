@@ -94,6 +94,22 @@ def test_a_new_user_gets_what_is_trending_in_their_context() -> None:
     assert (rec.model_version, rec.rec_id, rec.arm) == (NO_MODEL, rec_id("new", "e1"), "champion")
 
 
+def test_a_user_with_one_item_sees_trending_first_even_when_the_model_has_candidates() -> None:
+    view = UserView().observe(seen("shoe"), 10, 10)
+    signals = Signals(
+        model=[("m1", 3.0), ("m2", 2.9), ("m3", 0.0)],
+        trending=[("t1", 9.0)],
+        context="mobile, evening",
+    )
+    cold = Policy(2, {MODEL: 1.0, TRENDING: 0.3}, Rules(), "off", 0.0, 10, 1, 2.0)
+    rec = recommend("u", "e", 0, view, signals, {}, cold, "3", CHAMPION_ARM)
+    assert [i.item for i in rec.items] == ["t1", "m1"]
+    # With a second item the user is no longer new: the configured weights apply.
+    warm_view = view.observe(seen("sock", 1), 10, 10)
+    warm = recommend("u", "e", 0, warm_view, signals, {}, cold, "3", CHAMPION_ARM)
+    assert [i.item for i in warm.items] == ["m1", "m2"]
+
+
 def test_a_list_fuses_the_sources_applies_the_rules_and_explains_itself() -> None:
     view = UserView()
     for n, item in enumerate(["shoe", "sock"]):
