@@ -14,9 +14,9 @@ record:
   The timers of all users due at one boundary fire together, and the first of them scores every
   request the operator holds, with one deep-model call per version. So the model runs batched,
   and every request survives a failure in keyed state (a restored request is scored when its
-  timer fires). The list itself is a pure function of the request
-  (``rtrec.scoring.recommend``), so re-emitting it after a restore is an idempotent upsert,
-  keyed by user, with the same ``rec_id``.
+  timer fires). A list is computed by ``rtrec.scoring.recommend`` from the request and the
+  signals at scoring time; one re-emitted after a restore carries the same ``rec_id`` and
+  replaces the earlier one in the upsert topic (keyed by user).
 - **Broadcast side.** Events feed the trending counts per context, the popularity per category
   and the item facts (category, price) that content neighbours and rules need; control records
   name the versions to serve. Both are kept in broadcast state, so a restore resumes them.
