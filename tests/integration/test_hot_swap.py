@@ -33,7 +33,7 @@ MODEL = "hot-swap-test"
 RATE = 25  # events per second, in batches every 0.2 s
 BEFORE_S, AFTER_S = 15.0, 25.0  # flow before and after the promotion
 SWAP_BOUND_S = 10.0
-SUPPORT = Path(__file__).parent / "support" / "register_sasrec.py"
+REGISTER = Path(__file__).parents[2] / "scripts" / "register_sasrec.py"
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def scoring(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )
     python = runtime_bin(settings, "spark", "python")
     registered = subprocess.run(
-        [str(python), str(SUPPORT), "--seeds", "1", "2", *args],
+        [str(python), str(REGISTER), "--seeds", "1", "2", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,7 +1,8 @@
-"""Train small SASRec models on simulated events and register them, one version per seed: the
-scoring tests need real registered versions, and the app runtime the tests run in has no torch.
+"""Train small SASRec models on simulated events and register them, one version per seed: real
+registered versions for the scoring job's tests and benchmarks, in seconds rather than a train
+job's minutes (the app runtime they run in has no torch, so this runs in the spark one).
 
-Run by the spark runtime's python: register_sasrec.py --seeds 1 2 --env local --set ...
+Usage: .venvs/spark/bin/python scripts/register_sasrec.py --seeds 1 2 --env local --set ...
 Prints "registered version N" per seed, in seed order (MLflow prints lines of its own).
 """
 
