@@ -33,6 +33,7 @@ from rtrec.schema.events import (
     EVENT_TYPE,
     ITEM_ID,
     PRICE,
+    PURCHASE,
     USER_ID,
 )
 
@@ -41,6 +42,9 @@ SILVER_EVENTS = ("silver", "events")
 ITEM_CATALOGUE = ("gold", "item_catalogue")
 USER_SEQUENCES = ("gold", "user_sequences")
 TRAINING_EXAMPLES = ("gold", "training_examples")
+BOUGHT_TOGETHER = ("gold", "bought_together")
+RELATED, SCORE = "items", "score"  # bought_together: per item, (item_id, score) best first
+BOUGHT_TOGETHER_TOP = 20
 SESSION_START = "session_start_ts"
 SILVER_VERSION = "silver_version"
 ITEMS, TIMESTAMPS, STEP_TYPES = "items", "timestamps", "event_types"
@@ -124,6 +128,38 @@ def item_catalogue(silver: Any) -> Any:
         F.min(EVENT_TS).alias("first_seen_ts"),
         F.max(EVENT_TS).alias("last_seen_ts"),
         F.count("*").alias("events"),
+    )
+
+
+def bought_together(silver: Any, top: int = BOUGHT_TOGETHER_TOP) -> Any:
+    """Per purchased item, the items bought in the same session by the same shopper: ``score``
+    is the number of such sessions, best first (ties by item id), at most ``top``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    baskets = (
+        silver.where(F.col(EVENT_TYPE) == PURCHASE)
+        .select(USER_ID, SESSION_START, ITEM_ID)
+        .distinct()
+    )
+    pairs = (
+        baskets.alias("a")
+        .join(baskets.alias("b"), [USER_ID, SESSION_START])
+        .where(F.col(f"a.{ITEM_ID}") != F.col(f"b.{ITEM_ID}"))
+        .groupBy(F.col(f"a.{ITEM_ID}").alias(ITEM_ID), F.col(f"b.{ITEM_ID}").alias("other"))
+        .agg(F.count("*").cast("double").alias(SCORE))
+    )
+    ranked = pairs.withColumn(
+        "rank",
+        F.row_number().over(
+            Window.partitionBy(ITEM_ID).orderBy(F.col(SCORE).desc(), F.col("other"))
+        ),
+    ).where(F.col("rank") <= top)
+    return ranked.groupBy(ITEM_ID).agg(
+        F.transform(
+            F.array_sort(F.collect_list(F.struct("rank", "other", SCORE))),
+            lambda r: F.struct(r["other"].alias(ITEM_ID), r[SCORE].alias(SCORE)),
+        ).alias(RELATED)
     )
 
 
@@ -216,6 +252,7 @@ def run_curate_job(settings: Settings) -> int:
         (ITEM_CATALOGUE, item_catalogue(silver)),
         (USER_SEQUENCES, sequences),
         (TRAINING_EXAMPLES, training_examples(sequences, split_ts, settings.training.max_history)),
+        (BOUGHT_TOGETHER, bought_together(silver)),
     ):
         overwrite(frame, settings.lake.table_path(layer, table), SILVER_VERSION, version)
     return version

@@ -31,7 +31,13 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from rtrec.batch.backfill import CF_SCORES, ITEM_FEATURES, ITEM_NEIGHBOURS, USER_FEATURES
-from rtrec.batch.curate import ITEM_CATALOGUE, SILVER_EVENTS, TRAINING_EXAMPLES, USER_SEQUENCES
+from rtrec.batch.curate import (
+    BOUGHT_TOGETHER,
+    ITEM_CATALOGUE,
+    SILVER_EVENTS,
+    TRAINING_EXAMPLES,
+    USER_SEQUENCES,
+)
 from rtrec.batch.ingest import BRONZE_EVENTS, PAYLOAD
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
@@ -97,7 +103,12 @@ USER_TABLES: tuple[UserTable, ...] = (
 # Per-item aggregates over all users' events (counts, first and last seen, latest price,
 # similarities): no row is about a person, so erasure leaves them; the next curate or backfill
 # run rebuilds them from the erased silver and bronze.
-ITEM_TABLES: tuple[tuple[str, str], ...] = (ITEM_CATALOGUE, ITEM_FEATURES, ITEM_NEIGHBOURS)
+ITEM_TABLES: tuple[tuple[str, str], ...] = (
+    ITEM_CATALOGUE,
+    ITEM_FEATURES,
+    ITEM_NEIGHBOURS,
+    BOUGHT_TOGETHER,
+)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class Topics(Section):
     recommendations: str
     model_control: str
     ab_metrics: str
+    bought_together: str
 
 
 class KafkaSettings(Section):

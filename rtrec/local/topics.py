@@ -25,6 +25,7 @@ COMPACTED = frozenset(
         "recommendations",
         "model_control",
         "ab_metrics",
+        "bought_together",
     }
 )
 

@@ -41,13 +41,13 @@ from rtrec.schema.events import EVENT_TS, SCHEMA_VERSION_KEY, USER_ID
 from rtrec.schema.json_schema import json_schema
 from rtrec.schema.wire import validate
 from rtrec.serving.online_store import (
+    BOUGHT_TOGETHER_GROUP,
     NEIGHBOURS_GROUP,
     RECOMMENDATIONS_GROUP,
     store_key,
 )
 
 Scope = Literal["read", "write"]
-BOUGHT_TOGETHER_GROUP = "bought_together"
 API_KEY_HEADER = "X-API-Key"
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rtrec.batch.curate import RELATED
 from rtrec.cf.records import NEIGHBOURS, SCORES
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
@@ -39,6 +40,7 @@ PREFIX = "rtrec"
 NEIGHBOURS_GROUP = "neighbours"
 CF_GROUP = "cf"
 RECOMMENDATIONS_GROUP = "recommendations"
+BOUGHT_TOGETHER_GROUP = "bought_together"
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def writers(settings: Settings) -> dict[str, Callable[[bytes, bytes | None], Wri
         topics.cf_scores: ranked_write("user", CF_GROUP, SCORES),
         topics.recommendations: record_write("user", RECOMMENDATIONS_GROUP),
         topics.ab_metrics: ab_write,
+        topics.bought_together: ranked_write("item", BOUGHT_TOGETHER_GROUP, RELATED),
     }
 
 

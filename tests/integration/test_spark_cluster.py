@@ -31,7 +31,13 @@ from typing import Any
 import pytest
 from conftest import Stack, consume_all
 
-from rtrec.batch.curate import ITEM_CATALOGUE, SILVER_EVENTS, TRAINING_EXAMPLES, USER_SEQUENCES
+from rtrec.batch.curate import (
+    BOUGHT_TOGETHER,
+    ITEM_CATALOGUE,
+    SILVER_EVENTS,
+    TRAINING_EXAMPLES,
+    USER_SEQUENCES,
+)
 from rtrec.batch.ingest import BRONZE_EVENTS, INGESTED_AT
 from rtrec.cli import main
 from rtrec.config import Settings
@@ -50,7 +56,14 @@ N_EVENTS, N_DUPLICATES, N_MALFORMED = 4000, 40, 40
 JOBS = ("ingest", "curate", "train")
 JOB_TIMEOUT_S = 600
 CONSUME_TIMEOUT_S = 30
-TABLES = (BRONZE_EVENTS, SILVER_EVENTS, ITEM_CATALOGUE, USER_SEQUENCES, TRAINING_EXAMPLES)
+TABLES = (
+    BRONZE_EVENTS,
+    SILVER_EVENTS,
+    ITEM_CATALOGUE,
+    USER_SEQUENCES,
+    TRAINING_EXAMPLES,
+    BOUGHT_TOGETHER,
+)
 # Figures of the run itself, not of the model: they differ between any two runs.
 TIMINGS = {"train_windows_per_s", "train_seconds", "train_wall_seconds"}
 

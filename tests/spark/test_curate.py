@@ -85,3 +85,30 @@ def test_silver_and_gold(spark: Any, spark_settings: Settings, lake_dir: Path) -
     steps = sorted(t for _, times in got.values() for t in times)
     assert split_ts == steps[int(len(steps) * 0.8)]
     assert 0.1 < sum(e[SPLIT] == TEST for e in examples) / len(examples) < 0.3
+
+
+def test_bought_together_counts_shared_baskets(spark: Any) -> None:
+    from rtrec.batch.curate import RELATED, SCORE, bought_together
+
+    rows = [  # (user, session start, item, type)
+        ("u1", 0, "tent", "purchase"),
+        ("u1", 0, "stove", "purchase"),
+        ("u1", 0, "mat", "view"),  # viewed, not bought
+        ("u2", 0, "tent", "purchase"),
+        ("u2", 0, "stove", "purchase"),
+        ("u2", 0, "tent", "purchase"),  # bought twice in one basket: one basket
+        ("u2", 9, "tent", "purchase"),
+        ("u2", 9, "lamp", "purchase"),  # another session of u2
+        ("u3", 0, "lamp", "purchase"),  # alone in its basket
+    ]
+    silver = spark.createDataFrame(
+        rows, f"{USER_ID} string, {SESSION_START} long, item_id string, event_type string"
+    )
+    got = {
+        r["item_id"]: [(x["item_id"], x[SCORE]) for x in r[RELATED]]
+        for r in bought_together(silver, top=1).collect()
+    }
+    # tent: stove in 2 baskets, lamp in 1 -> top 1 is stove; ties never arise here.
+    assert got == {"tent": [("stove", 2.0)], "stove": [("tent", 2.0)], "lamp": [("tent", 1.0)]}
+    both = bought_together(silver).where("item_id = 'tent'").collect()[0][RELATED]
+    assert [(x["item_id"], x[SCORE]) for x in both] == [("stove", 2.0), ("lamp", 1.0)]

@@ -47,6 +47,7 @@ def test_ranked_lists_are_stored_as_json_under_the_raw_id() -> None:
         settings.kafka.topics.cf_scores,
         settings.kafka.topics.recommendations,
         settings.kafka.topics.ab_metrics,
+        settings.kafka.topics.bought_together,
     }
 
 
