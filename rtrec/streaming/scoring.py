@@ -17,9 +17,10 @@ record:
   timer fires). A list is computed by ``rtrec.scoring.recommend`` from the request and the
   signals at scoring time; one re-emitted after a restore carries the same ``rec_id`` and
   replaces the earlier one in the upsert topic (keyed by user).
-- **Broadcast side.** Events feed the trending counts per context, the popularity per category
-  and the item facts (category, price) that content neighbours and rules need; control records
-  name the versions to serve. Both are kept in broadcast state, so a restore resumes them.
+- **Broadcast side.** Events feed the trending counts per context, the popularity per category,
+  the item facts (category, price) that content neighbours and rules need, and each item's
+  impressions and clicks (Thompson exploration); control records name the versions to serve.
+  All are kept in broadcast state, so a restore resumes them.
 - **Models.** ``rtrec.registry.live.LiveModels`` loads a version in a background thread and
   swaps it in between records; a failed load keeps the current model and is counted and
   logged. A registry poll (``AliasPoller``) is the safety net for a missed control record.
@@ -46,6 +47,7 @@ from rtrec.schema.events import (
     EVENT_ID,
     EVENT_TS,
     EVENT_TYPE,
+    IMPRESSION,
     ITEM_ID,
     MODEL_VERSION,
     PRICE,
@@ -196,6 +198,7 @@ def build_scoring_pipeline(
             self.trending: dict[str, DecayedCounts] = {}
             self.by_category: dict[str, DecayedCounts] = {}
             self.facts: dict[str, ItemInfo] = {}
+            self.ctr: dict[str, tuple[int, int]] = {}  # item -> impressions, clicks
             self.control: dict[str, str] = {}
             # Requests this instance holds, by user, and lists scored but not yet emitted.
             self.batch: dict[str, list[_Request]] = {}
@@ -227,6 +230,15 @@ def build_scoring_pipeline(
                 broadcast.put("control", self.control)
                 self.models.want(value.alias, value.version)
                 return
+            if value.event_type in (IMPRESSION, CLICK):
+                # Item CTR counts for Thompson exploration: shown, and clicked.
+                shown, clicked = self.ctr.get(value.item_id, (0, 0))
+                if value.event_type == IMPRESSION:
+                    shown += 1
+                else:
+                    clicked += 1
+                self.ctr[value.item_id] = (shown, clicked)
+                broadcast.put(f"ctr/{value.item_id}", (shown, clicked))
             weight = params.event_weights.get(value.event_type, 0.0)
             if weight <= 0.0:
                 return
@@ -343,6 +355,7 @@ def build_scoring_pipeline(
                     content=content_neighbours(
                         anchors, self.by_category, self.facts, params.content_per_anchor
                     ),
+                    ctr_counts=self.ctr,
                 )
                 self.done.setdefault(request.user, []).append(
                     recommend(
@@ -394,6 +407,8 @@ def build_scoring_pipeline(
                     self.by_category[name] = value
                 elif kind == "facts":
                     self.facts[name] = value
+                elif kind == "ctr":
+                    self.ctr[name] = value
                 elif kind == "control":
                     self.control = dict(value)
                     for alias, version in self.control.items():
