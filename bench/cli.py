@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import socket
+from collections.abc import Sequence
+
+from rtrec.config import Settings, load_settings
+from rtrec.launch import config_args
+from rtrec.local import ensure_topics
 
 
 def bench_parser(doc: str, events: int) -> argparse.ArgumentParser:
@@ -20,3 +26,23 @@ def bench_parser(doc: str, events: int) -> argparse.ArgumentParser:
         "every session within 17 s, like live traffic",
     )
     return parser
+
+
+def isolated(
+    env: str, overrides: list[str], run: str, extra: Sequence[str] = ()
+) -> tuple[Settings, list[str]]:
+    """Settings whose topics, consumer group and checkpoints are this run's own (topics
+    created; Kafka must be up), and the job arguments that reproduce them."""
+    base = load_settings(env, overrides)
+    topics = [f"kafka.topics.{f}={run}.{f}" for f in type(base.kafka.topics).model_fields]
+    own = [*topics, f"flink.consumer_group={run}", f"flink.checkpoint_dir=.run/bench/{run}"]
+    full = [*overrides, *own, *extra]
+    settings = load_settings(env, full)
+    ensure_topics(settings)
+    return settings, config_args(env, full)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

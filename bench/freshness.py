@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import statistics
 import threading
 import time
@@ -25,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cli import free_port, isolated
 
 from rtrec.config import Settings, load_settings
-from rtrec.launch import app_job_command, config_args, flink_job_command, start_job
-from rtrec.local import ensure_topics, up
+from rtrec.launch import app_job_command, flink_job_command, start_job
+from rtrec.local import up
 from rtrec.producer import produce
 from rtrec.schema import encode
 from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, USER_ID
@@ -48,22 +48,9 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=5, help="probe events per second")
     args = parser.parse_args()
     run = f"bench-fresh-{os.getpid()}"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = load_settings(args.env, args.overrides)
-    topics = [f"kafka.topics.{f}={run}.{f}" for f in type(base.kafka.topics).model_fields]
-    overrides = [
-        *args.overrides,
-        *topics,
-        f"serving.port={port}",
-        f"flink.consumer_group={run}",
-        f"flink.checkpoint_dir=.run/bench/{run}",
-    ]
-    settings = load_settings(args.env, overrides)
-    up(settings, report=lambda line: None)
-    ensure_topics(settings)
-    job_args = config_args(args.env, overrides)
+    port = free_port()
+    up(load_settings(args.env, args.overrides), report=lambda line: None)
+    settings, job_args = isolated(args.env, args.overrides, run, [f"serving.port={port}"])
     logs = Path(".run/bench")
     jobs = [
         start_job(

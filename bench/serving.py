@@ -19,11 +19,12 @@ import asyncio
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import time
 import urllib.request
 from pathlib import Path
+
+from cli import free_port
 
 from rtrec.config import load_settings
 from rtrec.launch import app_job_command, config_args, start_job
@@ -44,9 +45,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     overrides = [*args.overrides, f"serving.port={port}"]
     settings = load_settings(args.env, overrides)
     up(settings, report=lambda line: None)

@@ -20,25 +20,16 @@ import threading
 import time
 from collections import defaultdict
 
-from cli import bench_parser
+from cli import bench_parser, isolated
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from rtrec.config import Settings, load_settings
 from rtrec.features.definitions import ENTITY_ID, EVENTS, FEATURE_GROUP, FEATURES, TOTALS_GROUP
-from rtrec.launch import RunningJob, config_args, flink_job_command, start_job
-from rtrec.local import ensure_topics, up
+from rtrec.launch import RunningJob, flink_job_command, start_job
+from rtrec.local import up
 from rtrec.producer import produce
 from rtrec.sources.simulator import Simulator
-
-
-def isolated(env: str, overrides: list[str], run: str) -> tuple[Settings, list[str]]:
-    base = load_settings(env, overrides)
-    topics = [f"kafka.topics.{f}={run}.{f}" for f in type(base.kafka.topics).model_fields]
-    extra = [*topics, f"flink.consumer_group={run}", f"flink.checkpoint_dir=.run/bench/{run}"]
-    settings = load_settings(env, [*overrides, *extra])
-    ensure_topics(settings)
-    return settings, config_args(env, [*overrides, *extra])
 
 
 def raw_consume_rate(settings: Settings, expected: int) -> float:

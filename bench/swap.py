@@ -23,9 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+from cli import isolated
+
 from rtrec.config import Settings, load_settings
-from rtrec.launch import config_args, flink_job_command, runtime_bin, start_job
-from rtrec.local import ensure_topics, up
+from rtrec.launch import flink_job_command, runtime_bin, start_job
+from rtrec.local import up
 from rtrec.producer import produce
 from rtrec.registry.mlflow_registry import CHAMPION
 from rtrec.registry.promotion import promote
@@ -45,19 +47,8 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=20.0)
     args = parser.parse_args()
     run = f"bench-swap-{os.getpid()}"
-    base = load_settings(args.env, args.overrides)
-    topics = [f"kafka.topics.{f}={run}.{f}" for f in type(base.kafka.topics).model_fields]
-    overrides = [
-        *args.overrides,
-        *topics,
-        f"mlflow.model_name={run}",
-        f"flink.consumer_group={run}",
-        f"flink.checkpoint_dir=.run/bench/{run}",
-    ]
-    settings = load_settings(args.env, overrides)
-    up(settings, report=lambda line: None)
-    ensure_topics(settings)
-    job_args = config_args(args.env, overrides)
+    up(load_settings(args.env, args.overrides), report=lambda line: None)
+    settings, job_args = isolated(args.env, args.overrides, run, [f"mlflow.model_name={run}"])
     registered = subprocess.run(
         [
             str(runtime_bin(settings, "spark", "python")),

@@ -260,26 +260,20 @@ def retry_on_conflict(
     """``action()``'s result and how many of its commits lost to a concurrent writer first.
     Every attempt reads the table afresh, so a retried delete also covers what the winner
     wrote; after ``attempts`` losses it gives up with a readable error."""
-    from delta.exceptions import (
-        ConcurrentAppendException,
-        ConcurrentDeleteDeleteException,
-        ConcurrentDeleteReadException,
-        ConcurrentTransactionException,
-        ConcurrentWriteException,
-        DeltaConcurrentModificationException,
-        MetadataChangedException,
-        ProtocolChangedException,
-    )
+    from delta import exceptions
 
-    conflicts = (
-        ConcurrentAppendException,
-        ConcurrentDeleteDeleteException,
-        ConcurrentDeleteReadException,
-        ConcurrentTransactionException,
-        ConcurrentWriteException,
-        DeltaConcurrentModificationException,
-        MetadataChangedException,
-        ProtocolChangedException,
+    conflicts = tuple(
+        getattr(exceptions, name)
+        for name in (
+            "ConcurrentAppendException",
+            "ConcurrentDeleteDeleteException",
+            "ConcurrentDeleteReadException",
+            "ConcurrentTransactionException",
+            "ConcurrentWriteException",
+            "DeltaConcurrentModificationException",
+            "MetadataChangedException",
+            "ProtocolChangedException",
+        )
     )
     attempt = 1
     while True:

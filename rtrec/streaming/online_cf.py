@@ -11,7 +11,7 @@ time stops (see ``build_online_cf_pipeline``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,12 +240,20 @@ def read_valid_events(t_env: Any, raw_events: str) -> Any:
     Every step after the source is a forward connection, so each user's events keep the order
     of their Kafka partition; invalid payloads are the behaviour-features job's to dead-letter.
     """
+    return read_events(
+        t_env, raw_events, (EVENT_ID, USER_ID, ITEM_ID, EVENT_TYPE, EVENT_TS), CfEvent
+    )
+
+
+def read_events(t_env: Any, raw_events: str, names: Sequence[str], make: Callable[..., Any]) -> Any:
+    """The valid events of ``raw_events`` as a DataStream of ``make(*values of names)``,
+    stamped with their event time (a forward chain from the source: partition order kept)."""
     from pyflink.common import Types
 
     from rtrec.streaming.udfs import parse_event_udtf
 
     t_env.create_temporary_system_function("parse_event", parse_event_udtf())
-    fields = ", ".join(f"p.`{f}`" for f in (EVENT_ID, USER_ID, ITEM_ID, EVENT_TYPE, EVENT_TS))
+    fields = ", ".join(f"p.`{f}`" for f in names)
     columns = ", ".join(f"`{c}`" for c in PARSED_COLUMNS)
     # The rowtime column must be selected: it is what to_data_stream stamps on each record.
     # Without it every record carries Long.MIN_VALUE, and each flush timer was due at once.
@@ -255,7 +263,7 @@ def read_valid_events(t_env: Any, raw_events: str) -> Any:
         f"WHERE p.`{PARSE_ERROR}` IS NULL"
     )
     return t_env.to_data_stream(valid).map(
-        lambda row: CfEvent(*row[:-1]), output_type=Types.PICKLED_BYTE_ARRAY()
+        lambda row: make(*row[:-1]), output_type=Types.PICKLED_BYTE_ARRAY()
     )
 
 

@@ -56,8 +56,6 @@ from rtrec.schema.events import (
     USER_ID,
     VIEW,
 )
-from rtrec.schema.flink import EVENT_TIME
-from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
 from rtrec.scoring.ab import ARM, CHALLENGER_ARM, CHAMPION_ARM, Arm, assign_arm
 from rtrec.scoring.recommend import (
     NO_MODEL,
@@ -342,15 +340,20 @@ def build_scoring_pipeline(
                 scores = model.scores([r.view.history() for r in group])
                 for request, row in zip(group, scores, strict=True):
                     top[request.event_id] = _top_items(model, row, params.policy.per_source)
+            trending_top: dict[str, list[tuple[str, float]]] = {}
             for request in requests:
                 served, loaded = serving[request.event_id]
                 version = loaded.version if loaded is not None else NO_MODEL
                 anchors = request.view.recent[-params.content_anchors :][::-1]
-                trending = self.trending.get(request.context)
+                if request.context not in trending_top:  # once per context and batch
+                    counts = self.trending.get(request.context)
+                    trending_top[request.context] = (
+                        counts.top(params.policy.per_source) if counts else []
+                    )
                 signals = Signals(
                     cf=request.cf,
                     model=top.get(request.event_id, []),
-                    trending=trending.top(params.policy.per_source) if trending else [],
+                    trending=trending_top[request.context],
                     context=request.context,
                     content=content_neighbours(
                         anchors, self.by_category, self.facts, params.content_per_anchor
@@ -440,22 +443,10 @@ def _top_items(model: Any, row: Any, n: int) -> list[tuple[str, float]]:
 def read_scoring_events(t_env: Any, raw_events: str) -> Any:
     """The valid events of ``raw_events`` (``rtrec.streaming.kafka.raw_events_ddl``) as a
     DataStream of ScoringEvent stamped with their event time."""
-    from pyflink.common import Types
+    from rtrec.streaming.online_cf import read_events
 
-    from rtrec.streaming.udfs import parse_event_udtf
-
-    t_env.create_temporary_system_function("parse_event", parse_event_udtf())
     names = (EVENT_ID, USER_ID, ITEM_ID, EVENT_TYPE, EVENT_TS, CATEGORY_ID, PRICE, DEVICE)
-    fields = ", ".join(f"p.`{f}`" for f in names)
-    columns = ", ".join(f"`{c}`" for c in PARSED_COLUMNS)
-    valid = t_env.sql_query(
-        f"SELECT {fields}, r.`{EVENT_TIME}` FROM `{raw_events}` AS r, "
-        f"LATERAL TABLE(parse_event(r.payload, r.kafka_ts)) AS p({columns}) "
-        f"WHERE p.`{PARSE_ERROR}` IS NULL"
-    )
-    return t_env.to_data_stream(valid).map(
-        lambda row: ScoringEvent(*row[:-1]), output_type=Types.PICKLED_BYTE_ARRAY()
-    )
+    return read_events(t_env, raw_events, names, ScoringEvent)
 
 
 def recommendation_row(record: Recommendation) -> Any:
