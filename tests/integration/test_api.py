@@ -98,6 +98,11 @@ def test_reads_come_from_the_online_store_and_match_the_published_contract(
     document = client.get("/openapi.json").json()
     validate_spec(document)
     components = document["components"]
+    # Every /v1 operation documents the key it needs; the probes need none.
+    assert components["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            assert ("security" in operation) == path.startswith("/v1/"), path
 
     def conforms(instance: Any, name: str) -> None:
         jsonschema.validate(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, consume_all
+from conftest import Stack, consume_all, wait_for
 
 from rtrec.batch.curate import (
     BOUGHT_TOGETHER,
@@ -261,3 +261,48 @@ def test_gate_promote_and_rollback_round_trip(runs: Runs) -> None:
         (MODEL, CHAMPION, v, f"models:/{MODEL}/{v}") for v in moves
     ]
     assert [r["ts"] for r in records] == sorted(r["ts"] for r in records)
+
+
+def test_bought_together_is_published_to_the_api(runs: Runs, tmp_path: Path) -> None:
+    """gold.bought_together -> the publish job (spark-submit) -> Kafka -> the online-store sync
+    (its own process) -> Redis -> ``GET /v1/items/{id}/bought-together``, list for list."""
+    from deltalake import DeltaTable
+    from fastapi.testclient import TestClient
+
+    from rtrec.batch.curate import RELATED
+    from rtrec.launch import app_job_command, start_job
+    from rtrec.schema.events import ITEM_ID
+    from rtrec.serving.api import create_app
+
+    settings = runs.settings
+    local_args = [*runs.args, *lake_args(runs.local.base)]
+    spark_submit_all(settings, ["publish_bought_together"], local_args, "local[2]", tmp_path)
+    table = DeltaTable(str(runs.local.base / "lake" / BOUGHT_TOGETHER[0] / BOUGHT_TOGETHER[1]))
+    expected = {row[ITEM_ID]: row[RELATED] for row in table.to_pyarrow_table().to_pylist()}
+    report = (tmp_path / "publish_bought_together.log").read_text()
+    assert f"published {len(expected)} items" in report
+    # The item with the longest list, and the one with the shortest.
+    chosen = sorted(expected, key=lambda item: (len(expected[item]), item))
+    probes = {chosen[0], chosen[-1]}
+    sync = start_job(
+        "online store", app_job_command(settings, "online_store", runs.args), tmp_path / "s.log"
+    )
+    headers = {"X-API-Key": "local-reader-key"}
+    try:
+        with TestClient(create_app(settings)) as client:
+
+            def answer(item: str) -> Any:
+                path = f"/v1/items/{item}/bought-together?k={settings.serving.max_k}"
+                return client.get(path, headers=headers)
+
+            wait_for(
+                lambda: all(answer(item).status_code == 200 for item in probes),
+                "bought-together lists in the online store",
+                sync,
+                60,
+            )
+            for item in probes:
+                assert answer(item).json() == {"item_id": item, "items": expected[item]}
+            assert answer("no-such-item").status_code == 404
+    finally:
+        sync.stop()
