@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import socket
+import time
+import urllib.request
 from collections.abc import Sequence
 
 from rtrec.config import Settings, load_settings
@@ -46,3 +48,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def wait_healthy(port: int, timeout_s: float = 60.0) -> None:
+    """Until the API on ``port`` answers its health probe."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the API did not become healthy on :{port}")

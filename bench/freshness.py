@@ -20,11 +20,12 @@ import os
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-from cli import free_port, isolated
+from cli import free_port, isolated, wait_healthy
 
 from rtrec.config import Settings, load_settings
 from rtrec.launch import app_job_command, flink_job_command, start_job
@@ -33,6 +34,7 @@ from rtrec.producer import produce
 from rtrec.schema import encode
 from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, USER_ID
 from rtrec.sources.simulator import Simulator
+from rtrec.streaming.scoring import COMPUTED_AT
 
 KEY = {"X-API-Key": "local-reader-key"}
 
@@ -67,12 +69,14 @@ def main() -> None:
             Simulator(settings.simulator, events=int(args.rate * args.seconds), days=1).events()
         )
         template = events[0]
-        warm_up(settings, client, template, jobs)
+        wait_healthy(port)
+        prober = Prober(settings, client, template, run)
+        warm_up(prober, jobs)
         print(f"{champion(settings)}; {args.rate:,} events/s for {args.seconds:.0f} s")
         stop = threading.Event()
         loader = threading.Thread(target=load, args=(settings, events, args.rate, stop))
         loader.start()
-        delays = probe_loop(settings, client, template, args.probes, args.seconds)
+        delays = prober.loop(args.probes, args.seconds)
         stop.set()
         loader.join()
         p50 = statistics.median(delays)
@@ -80,6 +84,12 @@ def main() -> None:
         print(
             f"produce -> readable through the API: p50 {p50 * 1000:.0f} ms, "
             f"p99 {p99 * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms ({len(delays)} probes)"
+        )
+        computed = prober.computed[1:]  # not the warm-up's
+        print(
+            f"of which produce -> list computed (its computed_at): p50"
+            f" {statistics.median(computed) * 1000:.0f} ms, p99"
+            f" {statistics.quantiles(computed, n=100)[98] * 1000:.0f} ms"
         )
     finally:
         for job in jobs:
@@ -95,13 +105,11 @@ def champion(settings: Settings) -> str:
     return f"model {settings.mlflow.model_name} champion: {versions.get('champion', 'none')}"
 
 
-def warm_up(
-    settings: Settings, client: httpx.Client, template: dict[str, Any], jobs: list[Any]
-) -> None:
+def warm_up(prober: Prober, jobs: list[Any]) -> None:
     """Until one probe answers: every job up, the model loaded."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if probe(settings, client, template, f"warm-{time.monotonic_ns()}", 5.0) is not None:
+        if prober.probe(f"warm-{time.monotonic_ns()}", 5.0) is not None:
             return
         for job in jobs:
             if not job.alive():
@@ -121,53 +129,60 @@ def load(
         produce(settings, events[start : start + step], source="bench", out=io.StringIO())
 
 
-def probe_loop(
-    settings: Settings, client: httpx.Client, template: dict[str, Any], per_s: int, seconds: float
-) -> list[float]:
-    delays = []
-    started = time.monotonic()
-    n = 0
-    while time.monotonic() - started < seconds:
-        delay = probe(settings, client, template, f"probe-{n}", 10.0)
-        if delay is not None:
-            delays.append(delay)
-        n += 1
-        time.sleep(max(0.0, started + n / per_s - time.monotonic()))
-    return delays
+class Prober:
+    """Sends a view by a user of its own and times until the API answers it. One long-lived
+    producer (thread-safe) sends every probe, so no connection set-up is counted."""
 
+    def __init__(
+        self, settings: Settings, client: httpx.Client, template: dict[str, Any], run: str
+    ):
+        from confluent_kafka import Producer
 
-_producers: dict[str, Any] = {}
+        self.run = run  # in every probe's user and event id: Redis outlives a run's topics
+        # Per answered probe, from producing it to the scoring job stamping its list.
+        self.computed: list[float] = []
 
+        self.topic = settings.kafka.topics.events
+        self.client = client
+        self.template = template
+        self.producer = Producer(
+            {"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 0}
+        )
 
-def probe(
-    settings: Settings, client: httpx.Client, template: dict[str, Any], name: str, timeout_s: float
-) -> float | None:
-    """Send one view by a user of its own; seconds until the API answers it (None: timeout).
-    One long-lived producer sends probes, so its connection set-up is not counted."""
-    from confluent_kafka import Producer
+    def probe(self, name: str, timeout_s: float) -> float | None:
+        """Seconds from producing the probe to the API answering it (None: timeout)."""
+        name = f"{self.run}-{name}"
+        event = {**self.template, EVENT_ID: name, USER_ID: name, EVENT_TYPE: "view"}
+        sent, sent_ms = time.monotonic(), time.time() * 1000
+        self.producer.produce(
+            self.topic, encode(event), name.encode(), timestamp=int(event[EVENT_TS])
+        )
+        self.producer.poll(0)
+        path = f"/v1/users/{name}/recommendations"
+        while time.monotonic() - sent < timeout_s:
+            response = self.client.get(path)
+            if response.status_code == 200 and response.json().get(EVENT_ID) == name:
+                self.computed.append((response.json()[COMPUTED_AT] - sent_ms) / 1000)
+                return time.monotonic() - sent
+            time.sleep(0.005)
+        return None
 
-    producer = _producers.setdefault(
-        "probe", Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 0})
-    )
-    event = {
-        **template,
-        EVENT_ID: name,
-        USER_ID: f"fresh-{name}",
-        EVENT_TYPE: "view",
-        EVENT_TS: int(template[EVENT_TS]),
-    }
-    sent = time.monotonic()
-    producer.produce(
-        settings.kafka.topics.events, encode(event), name.encode(), timestamp=event[EVENT_TS]
-    )
-    producer.flush(5)
-    path = f"/v1/users/fresh-{name}/recommendations"
-    while time.monotonic() - sent < timeout_s:
-        response = client.get(path)
-        if response.status_code == 200 and response.json().get(EVENT_ID) == name:
-            return time.monotonic() - sent
-        time.sleep(0.005)
-    return None
+    def loop(self, per_s: int, seconds: float) -> list[float]:
+        """``per_s`` probes a second, each on a thread of its own: a probe waits a second or
+        so for its answer, and the next is due before that."""
+        started = time.monotonic()
+        with ThreadPoolExecutor(max(4, per_s * 4)) as pool:
+            pending = []
+            n = 0
+            while time.monotonic() - started < seconds:
+                pending.append(pool.submit(self.probe, f"probe-{n}", 10.0))
+                n += 1
+                time.sleep(max(0.0, started + n / per_s - time.monotonic()))
+            delays = [future.result() for future in pending]
+        missed = delays.count(None)
+        if missed:
+            print(f"{missed} of {len(delays)} probes got no answer within 10 s")
+        return [delay for delay in delays if delay is not None]
 
 
 if __name__ == "__main__":

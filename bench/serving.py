@@ -21,10 +21,9 @@ import multiprocessing
 import os
 import statistics
 import time
-import urllib.request
 from pathlib import Path
 
-from cli import free_port
+from cli import free_port, wait_healthy
 
 from rtrec.config import load_settings
 from rtrec.launch import app_job_command, config_args, start_job
@@ -92,18 +91,6 @@ def seed_store(url: str, run: str, users: int) -> None:
         }
         pipe.set(store_key("user", f"{run}-u{n}", RECOMMENDATIONS_GROUP), json.dumps(record))
     pipe.execute()
-
-
-def wait_healthy(port: int, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"the API did not become healthy on :{port}")
 
 
 def drive(

@@ -177,6 +177,10 @@ class ScoringSettings(Section):
     batch_wait_ms: int = Field(ge=1)
     registry_poll_s: float = Field(gt=0)  # the safety net for a missed model_control record
     model_load_timeout_s: float = Field(gt=0)  # at start, how long to wait for the champion
+    # The job's own sink guarantee and checkpoint interval, in place of flink.*: see
+    # docs/scoring.md ("Freshness").
+    delivery_guarantee: Literal["exactly-once", "at-least-once"]
+    checkpoint_interval_ms: int = Field(ge=100)
 
 
 class ApiKeySettings(Section):

@@ -159,7 +159,11 @@ def run_online_store_sync(settings: Settings, stop: threading.Event | None = Non
     consumer.subscribe(list(mapping))
     try:
         while stop is None or not stop.is_set():
-            messages = consumer.consume(1000, timeout=0.5)
+            # Wait for the first message only, then take what has already arrived: consume()
+            # alone waits out its timeout unless the whole batch is there, which added up to
+            # that timeout to the freshness of every list.
+            first = consumer.poll(0.5)
+            messages = [] if first is None else [first, *consumer.consume(999, timeout=0)]
             writes = []
             for message in messages:
                 if message.error() is not None:

@@ -154,3 +154,26 @@ def test_the_exploration_slot_is_last_and_says_so() -> None:
     rec = recommend("u", "e", 0, UserView(), signals, {}, policy, NO_MODEL, CHAMPION_ARM)
     assert [i.item for i in rec.items[:2]] == ["t0", "t1"]
     assert rec.items[2].item in {f"t{n}" for n in range(2, 8)} and rec.items[2].source == EXPLORE
+
+
+def test_the_scoring_job_uses_its_own_guarantee_and_checkpoint_interval() -> None:
+    from rtrec.config import load_settings
+    from rtrec.streaming.scoring import scoring_job_settings
+
+    settings = load_settings(
+        "local",
+        ["scoring.delivery_guarantee=at-least-once", "scoring.checkpoint_interval_ms=7000"],
+    )
+    job = scoring_job_settings(settings).flink
+    assert (job.delivery_guarantee, job.checkpoint_interval_ms) == ("at-least-once", 7000)
+    # Every other job keeps the flink section's, and the rest of it is the scoring job's too.
+    assert settings.flink.delivery_guarantee == "exactly-once"
+    assert (
+        job.model_copy(
+            update={
+                "delivery_guarantee": settings.flink.delivery_guarantee,
+                "checkpoint_interval_ms": settings.flink.checkpoint_interval_ms,
+            }
+        )
+        == settings.flink
+    )
