@@ -31,7 +31,9 @@ from rtrec.local import up
 from rtrec.producer import produce
 from rtrec.registry.mlflow_registry import CHAMPION
 from rtrec.registry.promotion import promote
+from rtrec.schema.events import EVENT_ID, EVENT_TYPE, MODEL_VERSION
 from rtrec.sources.simulator import Simulator
+from rtrec.streaming.scoring import TRIGGERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,8 +73,9 @@ def main() -> None:
 
     MlflowClient(settings.mlflow.tracking_uri).set_registered_model_alias(run, CHAMPION, old)
     seen: dict[str, list[float]] = {old: [], new: []}
+    answered: list[str] = []  # the event id of every list
     stop = threading.Event()
-    watcher = threading.Thread(target=watch, args=(settings, seen, stop))
+    watcher = threading.Thread(target=watch, args=(settings, seen, answered, stop))
     watcher.start()
     job = start_job(
         "scoring",
@@ -103,7 +106,10 @@ def main() -> None:
             if not promoted and time.monotonic() - started >= args.before:
                 promote(settings, new)
                 promoted = time.monotonic()
-        time.sleep(5)
+        triggers = {e[EVENT_ID] for e in events[:sent] if e[EVENT_TYPE] in TRIGGERS}
+        deadline = time.monotonic() + 60
+        while not triggers <= set(answered) and time.monotonic() < deadline:
+            time.sleep(1)
         last_old = max(seen[old]) - promoted
         first_new = min(seen[new]) - promoted if seen[new] else float("nan")
         print(
@@ -111,14 +117,19 @@ def main() -> None:
             f" {last_old:+.2f} s, first of version {new} at {first_new:+.2f} s"
             f" ({len(seen[old])} old and {len(seen[new])} new lists)"
         )
+        lost = len(triggers - set(answered))
+        twice = len(answered) - len(set(answered))
+        print(f"{len(triggers):,} interactions sent: {lost} lost, {twice} answered twice")
     finally:
         stop.set()
         job.stop()
         watcher.join()
 
 
-def watch(settings: Settings, seen: dict[str, list[float]], stop: threading.Event) -> None:
-    """Record when each committed list becomes visible, by model version."""
+def watch(
+    settings: Settings, seen: dict[str, list[float]], answered: list[str], stop: threading.Event
+) -> None:
+    """Record when each committed list becomes visible, by model version, and its event."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -133,8 +144,9 @@ def watch(settings: Settings, seen: dict[str, list[float]], stop: threading.Even
     while not stop.is_set():
         for message in consumer.consume(500, timeout=0.2):
             if message.error() is None and message.value():
-                version = json.loads(message.value())["model_version"]
-                seen.setdefault(version, []).append(time.monotonic())
+                record = json.loads(message.value())
+                seen.setdefault(record[MODEL_VERSION], []).append(time.monotonic())
+                answered.append(record[EVENT_ID])
     consumer.close()
 
 
