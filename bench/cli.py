@@ -9,8 +9,6 @@ import urllib.request
 from collections.abc import Sequence
 
 from rtrec.config import Settings, load_settings
-from rtrec.launch import config_args
-from rtrec.local import ensure_topics
 
 
 def bench_parser(doc: str, events: int) -> argparse.ArgumentParser:
@@ -35,6 +33,10 @@ def isolated(
 ) -> tuple[Settings, list[str]]:
     """Settings whose topics, consumer group and checkpoints are this run's own (topics
     created; Kafka must be up), and the job arguments that reproduce them."""
+    # Here, not at the top: the training benchmarks run in the spark runtime, without Redis.
+    from rtrec.launch import config_args
+    from rtrec.local import ensure_topics
+
     base = load_settings(env, overrides)
     topics = [f"kafka.topics.{f}={run}.{f}" for f in type(base.kafka.topics).model_fields]
     own = [*topics, f"flink.consumer_group={run}", f"flink.checkpoint_dir=.run/bench/{run}"]

@@ -51,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rtrec-quality-") as scratch:
         if args.path is None:
             settings = load_settings(args.env, overrides)
-            events = list(
+            events: Sequence[Mapping[str, Any]] = list(
                 Simulator(settings.simulator, events=args.events, days=args.days).events()
             )
             steps, items = user_steps(events), events

@@ -143,8 +143,9 @@ def watch(
     consumer.subscribe([settings.kafka.topics.recommendations])
     while not stop.is_set():
         for message in consumer.consume(500, timeout=0.2):
-            if message.error() is None and message.value():
-                record = json.loads(message.value())
+            value = message.value()
+            if message.error() is None and value:
+                record = json.loads(value)
                 seen.setdefault(record[MODEL_VERSION], []).append(time.monotonic())
                 answered.append(record[EVENT_ID])
     consumer.close()
