@@ -426,6 +426,9 @@ def build_scoring_pipeline(
                     self.control = dict(value)
                     for alias, version in self.control.items():
                         self.models.want(alias, version)
+            # Once, like the start-up load: the first list after a restore is scored by the
+            # versions the job served before it, not by the registry's answer at start.
+            self._count(self.models.wait(params.model_load_timeout_s))
 
     broadcast = events.union(control).broadcast(broadcast_descriptor())
     return (

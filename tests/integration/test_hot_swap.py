@@ -1,7 +1,8 @@
 """The scoring job live (real Kafka, the MLflow server and registry, Redis): hot-swap under
 flow (a champion promoted while events stream in at a steady rate reaches every output within
-10 s, without a restart, with no event lost or scored twice and no error), and end to end, an
-event sent to the API changes that user's list read through the API."""
+10 s, without a restart, with no event lost or scored twice and no error); end to end, an event
+sent to the API changes that user's list read through the API; and a job restored from its
+checkpoint serves the versions it served before."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Scoring:
     versions: tuple[str, str]  # champion at start, the one to promote
     job: RunningJob
     sync: RunningJob
+    checkpoints: Path  # the job's checkpoint directory
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def scoring(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "online_store", app_job_command(settings, "online_store", args), base / "sync.log"
     )
     try:
-        yield Scoring(settings, args, (old, new), job, sync)
+        yield Scoring(settings, args, (old, new), job, sync, base / "checkpoints")
     finally:
         job.stop()
         sync.stop()
@@ -187,3 +189,72 @@ def _outputs(settings: Settings, topic: str) -> list[dict[str, Any]]:
     """Every committed list on ``topic`` (the upsert topic keeps them all until compaction)."""
     messages = consume_all(settings.kafka.bootstrap_servers, topic)
     return [json.loads(m.value()) for m in messages if m.value()]
+
+
+def test_a_restored_job_serves_the_version_it_served_before(
+    scoring: Scoring, tmp_path: Path
+) -> None:
+    """The served versions live in the job's checkpointed state. A control record names the
+    first version again while the registry's alias stays on the second; the job is stopped and
+    restored from its latest checkpoint, and its first lists come from the first version, not
+    from what the registry said at start."""
+    from rtrec.registry.promotion import publish
+    from rtrec.streaming.environment import latest_checkpoint
+
+    settings, (old, new) = scoring.settings, scoring.versions
+    topic = settings.kafka.topics.recommendations
+    checkpoints = scoring.checkpoints
+    events = iter(Simulator(settings.simulator, events=2_000, days=1, seed=11).events())
+
+    def versions_of(batch: list[dict[str, Any]]) -> set[str]:
+        """Send ``batch``; the versions of its interactions' lists, once all are there."""
+        produce(settings, batch, source="test", out=io.StringIO())
+        wanted = {e[EVENT_ID] for e in batch if e[EVENT_TYPE] in TRIGGERS}
+        found: dict[str, str] = {}
+
+        def answered() -> bool:
+            for record in _outputs(settings, topic):
+                if record[EVENT_ID] in wanted:
+                    found[record[EVENT_ID]] = record["model_version"]
+            return set(found) == wanted
+
+        wait_for(answered, "lists for a batch", job, 120)
+        return set(found.values())
+
+    def batch() -> list[dict[str, Any]]:
+        return [next(events) for _ in range(20)]
+
+    from mlflow import MlflowClient
+
+    registry = MlflowClient(settings.mlflow.tracking_uri)
+    champion = registry.get_model_version_by_alias(MODEL, CHAMPION).version
+    assert champion == new, "runs after the promotion test, which makes `new` champion"
+    job = scoring.job
+    publish(settings, old)  # a control record only: the registry's champion stays `new`
+    wait_for(lambda: versions_of(batch()) == {old}, f"lists of version {old}", job, 60)
+    # A checkpoint begun after the swap: the second to complete from now on.
+    seen = latest_checkpoint(checkpoints)
+    first: list[Path] = []
+
+    def checkpointed() -> bool:
+        latest = latest_checkpoint(checkpoints)
+        if latest != seen and latest is not None and latest not in first:
+            first.append(latest)
+        return len(first) >= 2
+
+    wait_for(checkpointed, "two more checkpoints", job, 60)
+    job.stop()
+    restored = start_job(
+        "scoring (restored)",
+        flink_job_command(
+            settings, "scoring", [*scoring.args, "--set", "flink.restore_from=latest"]
+        ),
+        tmp_path / "restored.log",
+    )
+    job = restored
+    try:
+        assert registry.get_model_version_by_alias(MODEL, CHAMPION).version == new
+        assert versions_of(batch()) == {old}
+        assert versions_of(batch()) == {old}
+    finally:
+        restored.stop()
