@@ -8,7 +8,7 @@ other traffic touches it), after which the API is polled every 5 ms until the li
 event. Prints p50/p99 of produce -> readable. The deep model is the registry's champion of
 ``mlflow.model_name`` if there is one (the version is printed). Usage:
 
-    .venvs/app/bin/python bench/freshness.py [--rate 1000] [--seconds 30] [--probes 5]
+    .venvs/app/bin/python bench/freshness.py [--rate 1000] [--seconds 30] [--probes 5] [--settle 10]
         [--env local] [--set key=value ...]
 """
 
@@ -47,6 +47,13 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="seconds of load before the probes start: the first seconds of a load are a\n"
+        "transient (the slowest probes of a run came from them), not the steady rate",
+    )
     parser.add_argument("--probes", type=int, default=5, help="probe events per second")
     args = parser.parse_args()
     run = f"bench-fresh-{os.getpid()}"
@@ -66,16 +73,22 @@ def main() -> None:
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=KEY, timeout=5)
         events = list(
-            Simulator(settings.simulator, events=int(args.rate * args.seconds), days=1).events()
+            Simulator(
+                settings.simulator, events=int(args.rate * (args.settle + args.seconds)), days=1
+            ).events()
         )
         template = events[0]
         wait_healthy(port)
         prober = Prober(settings, client, template, run)
         warm_up(prober, jobs)
-        print(f"{champion(settings)}; {args.rate:,} events/s for {args.seconds:.0f} s")
+        print(
+            f"{champion(settings)}; {args.rate:,} events/s, probed for {args.seconds:.0f} s"
+            f" after {args.settle:.0f} s"
+        )
         stop = threading.Event()
         loader = threading.Thread(target=load, args=(settings, events, args.rate, stop))
         loader.start()
+        time.sleep(args.settle)
         delays = prober.loop(args.probes, args.seconds)
         stop.set()
         loader.join()
@@ -182,7 +195,14 @@ class Prober:
         missed = delays.count(None)
         if missed:
             print(f"{missed} of {len(delays)} probes got no answer within 10 s")
-        return [delay for delay in delays if delay is not None]
+        answered = [(n / per_s, d) for n, d in enumerate(delays) if d is not None]
+        # When the slowest were sent: spread out, or together (a pause of the pipeline)?
+        slowest = sorted(answered, key=lambda probe: -probe[1])[:8]
+        print(
+            "slowest probes (sent at s: took ms): "
+            + ", ".join(f"{at:.1f}: {took * 1000:.0f}" for at, took in sorted(slowest))
+        )
+        return [delay for _, delay in answered]
 
 
 if __name__ == "__main__":
