@@ -143,7 +143,8 @@ class EventSink:
 class Measured:
     """Counts requests and times them per route and status, as plain ASGI middleware:
     Starlette's ``@app.middleware("http")`` runs each request through an extra task and memory
-    streams, which cost about a third of the API's CPU per request."""
+    streams. Replacing it, and the key check below, took the p99 at 2,000 req/s from 26 ms to
+    1.7 ms (docs/serving.md)."""
 
     def __init__(self, app: Any, requests: Any, latency: Any) -> None:
         self.app = app

@@ -76,8 +76,8 @@ from rtrec.scoring.signals import (
 )
 
 JOB_NAME = "rtrec-scoring"
-# Latency over throughput: a list must be readable within a second of its event (see
-# run_scoring_job and docs/scoring.md for what each costs).
+# Latency over throughput: a list must be readable within a second of its event
+# (docs/scoring.md, "Freshness", measures what each setting gained).
 LATENCY_OPTIONS = {
     # A Python operator hands its output back when its bundle closes (by default after up to a
     # second). The event passes two Python operators, and the keyed one twice (the event, then
