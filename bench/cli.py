@@ -11,10 +11,17 @@ from collections.abc import Sequence
 from rtrec.config import Settings, load_settings
 
 
-def bench_parser(doc: str, events: int) -> argparse.ArgumentParser:
+def config_parser(doc: str) -> argparse.ArgumentParser:
+    """The configuration options: ``--env`` and repeated ``--set key=value``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--env", default="local")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    return parser
+
+
+def bench_parser(doc: str, events: int) -> argparse.ArgumentParser:
+    """The configuration options and the simulated load's size and span."""
+    parser = config_parser(doc)
     parser.add_argument("--events", type=int, default=events)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument(

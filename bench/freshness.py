@@ -14,7 +14,6 @@ event. Prints p50/p99 of produce -> readable. The deep model is the registry's c
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import statistics
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cli import free_port, isolated, wait_healthy
+from cli import config_parser, free_port, isolated, wait_healthy
 
 from rtrec.config import Settings, load_settings
 from rtrec.launch import app_job_command, flink_job_command, start_job
@@ -40,11 +39,7 @@ KEY = {"X-API-Key": "local-reader-key"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--env", default="local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser = config_parser(__doc__ or "")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument(

@@ -14,7 +14,6 @@ a full client library would cost more CPU than the server on two cores. Usage:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import multiprocessing
@@ -23,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from cli import free_port, wait_healthy
+from cli import config_parser, free_port, wait_healthy
 
 from rtrec.config import load_settings
 from rtrec.launch import app_job_command, config_args, start_job
@@ -34,11 +33,7 @@ KEY = "local-reader-key"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--env", default="local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser = config_parser(__doc__ or "")
     parser.add_argument("--rates", default="500,1000,2000,3000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=10_000)

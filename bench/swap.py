@@ -14,7 +14,6 @@ first new-version list became visible, counted from the promotion. Usage:
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -23,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from cli import isolated
+from cli import config_parser, isolated
 
 from rtrec.config import Settings, load_settings
 from rtrec.launch import flink_job_command, runtime_bin, start_job
@@ -39,11 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--env", default="local")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser = config_parser(__doc__ or "")
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--before", type=float, default=15.0)
     parser.add_argument("--after", type=float, default=20.0)
