@@ -13,4 +13,4 @@ compile() {  # name extras...
 }
 compile flink flink scoring dev
 compile spark spark train dev
-compile app serve kafka lake dev
+compile app serve kafka lake ops dev

@@ -30,6 +30,8 @@ check_prerequisites() {
 install_system_packages() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
+  # The dashboard's browser test drives Debian's Chromium (browser downloads are not reachable).
+  command -v chromium >/dev/null || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return
   [ "$(id -u)" -eq 0 ] || die "needs root to apt-get install ${missing[*]} (or install them yourself)"
   say "apt-get install ${missing[*]}"
