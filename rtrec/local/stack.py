@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +29,9 @@ from rtrec.local.topics import ensure_topics
 Report = Callable[[str], None]
 
 STOP_TIMEOUT_S = 30.0
+# A running `rtrec demo` writes its pid here; `down` stops it before the services it uses.
+DEMO_PID = "demo.pid"
+DEMO_STOP_TIMEOUT_S = 120.0
 _POLL_S = 0.25
 
 
@@ -115,10 +120,27 @@ def _up(settings: Settings, local: LocalServicesSettings, report: Report) -> lis
 
 
 def down(settings: Settings, report: Report = print, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """Stop the services in reverse start order: SIGTERM, then SIGKILL after ``timeout_s``."""
-    with _exclusive(require_local(settings).run_dir):
+    """Stop the services in reverse start order: SIGTERM, then SIGKILL after ``timeout_s``.
+
+    A demo running on them is stopped first (it stops its jobs and leaves the services to us),
+    outside the lock: the demo takes it too when it stops the services itself."""
+    run_dir = require_local(settings).run_dir
+    _stop_demo(run_dir, report)
+    with _exclusive(run_dir):
         for service in reversed(services(settings)):
             _stop(service, report, timeout_s)
+
+
+def _stop_demo(run_dir: Path, report: Report) -> None:
+    pid = read_pid(run_dir / DEMO_PID)
+    if pid is None or pid == os.getpid() or not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    started = time.monotonic()
+    while pid_alive(pid) and time.monotonic() - started < DEMO_STOP_TIMEOUT_S:
+        time.sleep(_POLL_S)
+    state = "still running" if pid_alive(pid) else "stopped its jobs"
+    report(f"demo (pid {pid}): {state} after {time.monotonic() - started:.1f} s")
 
 
 def _stop(service: Service, report: Report, timeout_s: float) -> None:

@@ -1,0 +1,90 @@
+"""`make demo` as a newcomer runs it (`rtrec demo`, here on a stack of its own): it comes up,
+streams, runs the lake pass, promotes the trained version and shows the scoring job swap to it;
+then `rtrec local down` from another process stops the demo, its jobs and the services."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import free_ports, stack_overrides
+
+from rtrec.config import load_settings
+from rtrec.local import State, status
+from rtrec.local.process import group_members
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RTREC = Path(sys.executable).parent / "rtrec"
+SWAPPED = re.compile(r"swap: v(\d+) promoted; its first list at ([+-][\d.]+) s")
+TIMEOUT_S = 600
+
+
+def processes_naming(path: Path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        if str(path) in text:
+            found.append(text[:200])
+    return found
+
+
+def test_demo_runs_to_the_swap_and_stops_on_local_down(tmp_path: Path) -> None:
+    (api_port,) = free_ports(1)
+    overrides = [*stack_overrides(tmp_path), f"serving.port={api_port}"]
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [str(RTREC), "demo", "--rate", "100", "--train-after", "30", "--epochs", "1", *sets],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        swap = None
+        while swap is None and demo.poll() is None and time.monotonic() < deadline:
+            time.sleep(2)
+            swap = SWAPPED.search(log.read_text())
+        text = log.read_text()
+        assert swap is not None, f"no swap within {TIMEOUT_S} s:\n{text[-3000:]}"
+        # The banner's dashboard link works while the demo runs.
+        link = re.search(r"dashboard:\s+(\S+)", text)
+        assert link is not None
+        with urllib.request.urlopen(link.group(1), timeout=10) as page:
+            assert page.status == 200
+        assert "lake: train" in text and "gate:" in text
+        # Recommendation lists of the promoted version were counted on the screen.
+        assert re.search(rf"by model version: .*\b{swap.group(1)}: [\d,]+", text[swap.start() :])
+        settings = load_settings("local", overrides)
+        down = subprocess.run(
+            [str(RTREC), "local", "down", *sets],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert down.returncode == 0, down.stderr
+        assert re.search(r"demo \(pid \d+\): stopped its jobs", down.stdout), down.stdout
+        assert demo.wait(timeout=30) == 0, log.read_text()[-3000:]
+        assert [s.state for s in status(settings)] == [State.STOPPED] * 3
+        # Nothing the demo started outlives it: every job's command line names this tmp_path.
+        assert not group_members(demo.pid)
+        assert not processes_naming(tmp_path)
+        assert "Traceback" not in log.read_text()
+    finally:
+        if demo.poll() is None:
+            demo.terminate()
+            demo.wait(timeout=120)
+        subprocess.run([str(RTREC), "local", "down", *sets], cwd=ROOT, capture_output=True)
