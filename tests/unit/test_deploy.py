@@ -149,6 +149,7 @@ def test_every_job_runs_a_job_file_of_the_repository_in_its_environment(
         assert {
             "/opt/rtrec/jobs/spark/ingest.py",
             "/opt/rtrec/jobs/spark/curate.py",
+            "/opt/rtrec/jobs/spark/publish_bought_together.py",
             "/opt/rtrec/jobs/spark/train.py",
             "/opt/rtrec/jobs/api.py",
             "/opt/rtrec/jobs/online_store.py",
