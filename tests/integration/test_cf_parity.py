@@ -105,6 +105,30 @@ def without_markers(lists: Lists) -> Lists:
     return {k: v for k, v in lists.items() if not k.startswith(MARKER)}
 
 
+def open_transactions(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Per topic partition, how far its last stable offset trails its high watermark: what
+    read_committed consumers cannot see yet. One checkpoint's writes are normal; a lag that
+    stays while the job commits means a transaction nobody will commit or abort (a lingering
+    one the restored job did not abort): printed, so a failure says whether that was it."""
+    from confluent_kafka import IsolationLevel, TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    metadata = admin.list_topics(timeout=10)
+    partitions = [
+        TopicPartition(topic, p) for topic in topics for p in metadata.topics[topic].partitions
+    ]
+
+    def ends(level: Any) -> dict[str, int]:
+        futures = admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in partitions}, isolation_level=level
+        )
+        return {f"{tp.topic}-{tp.partition}": f.result().offset for tp, f in futures.items()}
+
+    stable, high = ends(IsolationLevel.READ_COMMITTED), ends(IsolationLevel.READ_UNCOMMITTED)
+    return {name: high[name] - stable[name] for name in sorted(high)}
+
+
 def run_batch_twin(settings: Settings, args: list[str], logs: Path) -> None:
     """Spark ingest until caught up, then the backfill (features and CF twins)."""
     ingest = spark_job_command(
@@ -133,6 +157,7 @@ def test_the_restored_stream_equals_the_batch_twin(
         for arg in ("--set", item)
     ]
     topics = settings.kafka.topics
+    outputs = [topics.item_neighbours, topics.cf_scores]
     records = traffic(settings)
     # A third before the crash; the rest is processed by the restored job while Spark runs.
     head = len(records) // 3
@@ -182,6 +207,7 @@ def test_the_restored_stream_equals_the_batch_twin(
             if reads and number < reads[-1][0] + 2:
                 return False
             reads.append((number, neighbours(), scores()))
+            print(f"checkpoint {number}: unstable offsets {open_transactions(settings, outputs)}")
             return len(reads) > 1 and reads[-1][1:] == reads[-2][1:]
 
         wait_for(settled, "the committed lists to settle", job, TIMEOUT_S)
