@@ -98,3 +98,23 @@ def run_to_completion(name: str, command: Sequence[str], log: Path, timeout_s: f
         raise RtrecError(f"{name} did not finish within {timeout_s:.0f} s; see {log}")
     if job.process.returncode != 0:
         raise RtrecError(f"{name} failed (exit {job.process.returncode}); see {log}:\n{job.tail()}")
+
+
+def _runtime_package(settings: Settings, runtime: str, package: str, marker: str) -> Path:
+    """``package``'s directory in the runtime's site-packages, checked by a file it holds."""
+    lib = runtime_bin(settings, runtime, "python").parent.parent / "lib"
+    for found in sorted(lib.glob(f"python3*/site-packages/{package}")):
+        if (found / marker).exists():
+            return found
+    raise RtrecError(f"no {package}/{marker} under {lib}: run `make setup`")
+
+
+def flink_home(settings: Settings) -> Path:
+    """The Flink distribution the flink runtime's pyflink package holds (``bin/flink``,
+    ``bin/jobmanager.sh``, ``lib/``, ``opt/``, ``conf/``)."""
+    return _runtime_package(settings, "flink", "pyflink", "bin/flink")
+
+
+def spark_home(settings: Settings) -> Path:
+    """The Spark distribution the spark runtime's pyspark package holds (``jars/``, ``bin/``)."""
+    return _runtime_package(settings, "spark", "pyspark", "jars")
