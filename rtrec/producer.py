@@ -5,6 +5,10 @@ event time as the Kafka timestamp, so CreateTime is event time. The producer is 
 acks=all: a retried batch is never written twice. Malformed payloads go raw to the events topic
 (they are bad input the streaming jobs must route to the dead-letter topic themselves); replay
 rows that could not be mapped go straight to the dead-letter topic.
+
+When ``privacy.pseudonymise`` is on, this is where user ids are replaced by their pseudonyms
+(``rtrec.privacy``): in events, re-sends, and malformed payloads that still name a user, so no
+raw id reaches Kafka and, through it, Flink or the lake.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, TextIO
 
 from rtrec.config import Settings
 from rtrec.errors import RtrecError
+from rtrec.privacy import Pseudonymise, pseudonymise_event, pseudonymise_payload, pseudonymiser
 from rtrec.schema import encode
 from rtrec.schema.events import EVENT_TS, USER_ID
 from rtrec.sources import Duplicate, Event, Malformed, Record
@@ -79,6 +84,8 @@ def produce(
     except ImportError:
         raise RtrecError("confluent-kafka is not installed: pip install 'rtrec[kafka]'") from None
 
+    # Before connecting: a missing key is a configuration error, whatever Kafka's state.
+    hide = pseudonymiser(settings)
     kafka = settings.kafka
     producer = Producer(
         {
@@ -127,13 +134,14 @@ def produce(
     try:
         for record in records:
             if isinstance(record, dict):
-                _send_event(send, kafka.topics.events, record)
+                _send_event(send, kafka.topics.events, record, hide)
                 summary.valid += 1
             elif isinstance(record, Duplicate):
-                _send_event(send, kafka.topics.events, record.event)
+                _send_event(send, kafka.topics.events, record.event, hide)
                 summary.duplicates += 1
             elif isinstance(record, Malformed):
-                send(kafka.topics.events, record.payload, None, record.ts)
+                payload = pseudonymise_payload(record.payload, hide)
+                send(kafka.topics.events, payload, None, record.ts)
                 summary.malformed += 1
             else:
                 send(kafka.topics.dlq, record.dead_letter(source), None)
@@ -154,8 +162,9 @@ def produce(
     return summary
 
 
-def _send_event(send: _Send, topic: str, event: Event) -> None:
-    send(topic, encode(event), event[USER_ID].encode(), event[EVENT_TS])
+def _send_event(send: _Send, topic: str, event: Event, hide: Pseudonymise) -> None:
+    hidden = pseudonymise_event(event, hide)
+    send(topic, encode(hidden), hidden[USER_ID].encode(), event[EVENT_TS])
 
 
 class _Progress:

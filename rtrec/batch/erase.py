@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from rtrec.batch.backfill import CF_SCORES, ITEM_FEATURES, ITEM_NEIGHBOURS, USER_FEATURES
@@ -135,9 +135,13 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def run_erase_user_job(settings: Settings, user_id: str) -> list[TableErasure]:
+def run_erase_user_job(
+    settings: Settings, user_id: str, report: Path | None = None
+) -> list[TableErasure]:
     """Erase ``user_id`` (as the lake stores it) from every user table, then vacuum them;
-    prints one line per table and returns what happened to each user table."""
+    prints one line per table and returns what happened to each user table. ``report`` (None:
+    none) receives the same as JSON (``erasure_report``), for ``rtrec privacy forget``'s
+    audit record."""
     from delta.tables import DeltaTable
 
     from rtrec.batch.session import create_spark_session
@@ -173,7 +177,22 @@ def run_erase_user_job(settings: Settings, user_id: str) -> list[TableErasure]:
             f"{until:%Y-%m-%d %H:%M} UTC (lake.vacuum_retention_hours="
             f"{lake.vacuum_retention_hours}): run erase_user again after that to delete them"
         )
+    if report is not None:
+        report.write_text(json.dumps(erasure_report(erased)))
     return erased
+
+
+def erasure_report(erased: Sequence[TableErasure]) -> list[dict[str, Any]]:
+    """What the erasure did per table, as plain JSON values (no user id in them)."""
+    return [
+        {
+            "table": e.table,
+            "rows_deleted": e.rows_deleted,
+            "files_vacuumed": e.files_vacuumed,
+            "unreadable_versions": list(e.unreadable_versions),
+        }
+        for e in erased
+    ]
 
 
 def delete_user_rows(

@@ -15,7 +15,8 @@ from rtrec.errors import RtrecError
 from rtrec.local.services import QUIET_CLIENT
 
 # Fields of settings.kafka.topics whose records are upserts keyed by entity id (or, for
-# model_control, the latest alias move per model): compaction keeps the last value per key.
+# model_control, the latest alias move per model; for forget, the latest request per user):
+# compaction keeps the last value per key.
 COMPACTED = frozenset(
     {
         "user_features",
@@ -26,6 +27,9 @@ COMPACTED = frozenset(
         "model_control",
         "ab_metrics",
         "bought_together",
+        # The latest forget record per user stays for good, so a job that re-reads the events
+        # from the start still honours it (docs/privacy.md).
+        "forget",
     }
 )
 

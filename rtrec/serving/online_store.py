@@ -12,6 +12,11 @@ Keys: ``rtrec:user:<id>:<group>`` and ``rtrec:item:<id>:<group>`` (hashes of a f
 ``rtrec:user:<id>:recommendations`` (the scoring job's whole record as JSON: items with scores,
 sources and reasons, model version, arm, rec_id, computed_at), and ``rtrec:ab:<version>:<arm>``
 (a hash of the online A/B metrics, one JSON field per window start).
+
+Deletes: a tombstone deletes its key, and so does an empty ranked list (online CF's record for
+a user without candidates, and for a forgotten one). That is how ``rtrec privacy forget``
+reaches Redis through the jobs (docs/privacy.md): whatever arrives after the command's own
+deletes is a delete too, so no late record of the user's re-creates a key with old data.
 """
 
 from __future__ import annotations
@@ -74,13 +79,14 @@ def feature_write(entity: str, key: bytes, value: bytes | None) -> Write:
 def ranked_write(
     entity: str, group: str, list_field: str
 ) -> Callable[[bytes, bytes | None], Write]:
-    """A ranked list (key: the raw id) as a JSON string."""
+    """A ranked list (key: the raw id) as a JSON string; an empty one is no list."""
 
     def write(key: bytes, value: bytes | None) -> Write:
         redis_key = store_key(entity, key.decode(), group)
-        if value is None:
+        ranked = None if value is None else json.loads(value)[list_field]
+        if not ranked:
             return Write(redis_key)
-        return Write(redis_key, text=json.dumps(json.loads(value)[list_field]))
+        return Write(redis_key, text=json.dumps(ranked))
 
     return write
 

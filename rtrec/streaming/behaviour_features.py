@@ -8,6 +8,12 @@ and collect results while ``run_behaviour_features_job`` wires Kafka in and out.
 aggregation is SQL, so it runs in the JVM; Python only validates payloads (the shared
 validator), counts late events and turns each user's last events, collected by SQL, into the
 recent-behaviour maps (``rtrec.features.recent``).
+
+Forgetting a user (docs/privacy.md): given a table of forget records (``forgets``), every user
+output is filtered by an anti-join on it. The totals' input events before the request (Kafka
+offsets below the record's) are retracted, so the user's totals are deleted and a later event
+counts from one; a window, session or recent record that holds any such event never leaves,
+and those already sent are retracted, which the upsert sink writes as tombstones.
 """
 
 from __future__ import annotations
@@ -79,6 +85,9 @@ FEATURE_COLUMNS = [
     f"`{FEATURES}` MAP<STRING, DOUBLE>",
 ]
 FEATURE_KEY = (ENTITY_ID, FEATURE_GROUP)
+# Kafka coordinates carried through the deduplication when forget records apply.
+KAFKA_PARTITION, KAFKA_OFFSET = "kafka_partition", "kafka_offset"
+FIRST_OFFSET = "first_offset"  # the lowest offset among the events a user record holds
 
 
 @dataclass(frozen=True)
@@ -112,22 +121,34 @@ def _epoch_ms(column: str) -> str:
     )
 
 
-def _hop(table: str, key: str, window: HopWindow, features: list[tuple[str, str]]) -> str:
+def _hop(
+    table: str, key: str, window: HopWindow, features: list[tuple[str, str]], extra: str = ""
+) -> str:
     return (
         f"SELECT `{key}` AS `{ENTITY_ID}`, '{window.group}' AS `{FEATURE_GROUP}`, "
         f"{_epoch_ms('window_start')} AS `{WINDOW_START}`, "
-        f"{_epoch_ms('window_end')} AS `{WINDOW_END}`, {_features(features)} "
+        f"{_epoch_ms('window_end')} AS `{WINDOW_END}`, {_features(features)}{extra} "
         f"FROM TABLE(HOP(TABLE {table}, DESCRIPTOR(event_time), "
         f"{interval(window.slide_ms)}, {interval(window.size_ms)})) "
         f"GROUP BY `{key}`, window_start, window_end"
     )
 
 
+def _forgotten(forgets: str, user: str, partition: str, offset: str) -> str:
+    """SQL: a forget record of ``forgets`` covers the row whose user, events-topic partition
+    and offset are these columns (the row holds an event sent before the request)."""
+    return (
+        f"EXISTS (SELECT 1 FROM `{forgets}` AS f WHERE f.`{USER_ID}` = {user} "
+        f"AND {offset} < f.offsets[CAST({partition} AS STRING)])"
+    )
+
+
 def build_behaviour_features_pipeline(
-    t_env: Any, raw_events: str, ab: AbSettings
+    t_env: Any, raw_events: str, ab: AbSettings, forgets: str | None = None
 ) -> BehaviourFeatureTables:
     """Define the job's result tables over the raw event table ``raw_events``; ``ab`` is the
-    A/B split the online metrics follow."""
+    A/B split the online metrics follow. ``forgets`` (None: none) is a registered table of
+    forget records (``rtrec.streaming.kafka.forget_ddl``): the user outputs honour them."""
     t_env.create_temporary_system_function("parse_event", parse_event_udtf())
     t_env.create_temporary_system_function("late_reason", late_reason_udf())
     t_env.create_temporary_system_function("recent_features", recent_features_udtf())
@@ -152,6 +173,12 @@ def build_behaviour_features_pipeline(
     # columns would then each get a deduplication (keyed state and a shuffle) of their own.
     fields = ", ".join(f"`{name}`" for name in EVENT_SCHEMA.names)
     row_type = ", ".join(f"`{f.name}` {FLINK_SQL_TYPES[f.kind]}" for f in EVENT_SCHEMA.fields)
+    names = list(EVENT_SCHEMA.names)
+    if forgets is not None:
+        # Inside the one ROW column, so every consumer still shares one deduplication.
+        fields += f", `{KAFKA_PARTITION}`, `{KAFKA_OFFSET}`"
+        row_type += f", `{KAFKA_PARTITION}` INT, `{KAFKA_OFFSET}` BIGINT"
+        names += [KAFKA_PARTITION, KAFKA_OFFSET]
     t_env.execute_sql(
         f"CREATE TEMPORARY VIEW accepted_rows AS SELECT event_time, proc_time, ev FROM ("
         f" SELECT event_time, proc_time, CAST(ROW({fields}) AS ROW<{row_type}>) AS ev, "
@@ -160,8 +187,26 @@ def build_behaviour_features_pipeline(
     )
     t_env.execute_sql(
         "CREATE TEMPORARY VIEW accepted AS SELECT event_time, proc_time, "
-        + ", ".join(f"ev.`{name}` AS `{name}`" for name in EVENT_SCHEMA.names)
+        + ", ".join(f"ev.`{name}` AS `{name}`" for name in names)
         + " FROM accepted_rows"
+    )
+    # The totals' input: with forget records, the events a request covers are retracted when
+    # it arrives (a streaming anti-join), so the user's totals go to none and are deleted.
+    totals_input = "accepted"
+    if forgets is not None:
+        covered = _forgotten(
+            forgets, f"a.`{USER_ID}`", f"a.`{KAFKA_PARTITION}`", f"a.`{KAFKA_OFFSET}`"
+        )
+        t_env.execute_sql(
+            f"CREATE TEMPORARY VIEW remembered AS SELECT * FROM accepted AS a WHERE NOT {covered}"
+        )
+        totals_input = "remembered"
+    # Each user record's lowest offset, by which forget records filter them (empty: no filter).
+    first = (
+        ""
+        if forgets is None
+        else f", MIN(`{KAFKA_OFFSET}`) AS `{FIRST_OFFSET}`, MIN(`{KAFKA_PARTITION}`) "
+        f"AS `{KAFKA_PARTITION}`"
     )
     user_counts = [
         (EVENTS, "CAST(COUNT(*) AS DOUBLE)"),
@@ -194,14 +239,14 @@ def build_behaviour_features_pipeline(
         f"{_features([*user_counts, (LAST_EVENT_TS, f'CAST(MAX(`{EVENT_TS}`) AS DOUBLE)')])} "
         f"FROM (SELECT *, CONCAT('{TOTALS_GROUP}', SUBSTRING(`{USER_ID}`, 1, 0), "
         f"SUBSTRING(CAST(event_time AS STRING), 1, 0)) "
-        f"AS `{FEATURE_GROUP}` FROM accepted) "
+        f"AS `{FEATURE_GROUP}` FROM {totals_input}) "
         f"GROUP BY `{USER_ID}`, `{FEATURE_GROUP}`"
     )
     user_queries = [
-        *(_hop("accepted", USER_ID, window, user_counts) for window in USER_WINDOWS),
+        *(_hop("accepted", USER_ID, window, user_counts, first) for window in USER_WINDOWS),
         f"SELECT `{USER_ID}` AS `{ENTITY_ID}`, '{SESSION_GROUP}' AS `{FEATURE_GROUP}`, "
         f"MIN(`{EVENT_TS}`) AS `{WINDOW_START}`, "
-        f"MAX(`{EVENT_TS}`) + {SESSION_GAP_MS} AS `{WINDOW_END}`, {_features(session)} "
+        f"MAX(`{EVENT_TS}`) + {SESSION_GAP_MS} AS `{WINDOW_END}`, {_features(session)}{first} "
         f"FROM TABLE(SESSION(TABLE accepted PARTITION BY `{USER_ID}`, DESCRIPTOR(event_time), "
         f"{interval(SESSION_GAP_MS)})) GROUP BY `{USER_ID}`, window_start, window_end",
     ]
@@ -210,8 +255,14 @@ def build_behaviour_features_pipeline(
     # always the oldest, so each ARRAY_AGG drops its first equal element, which is that row's.
     # Python only turns the arrays into maps and sums the decayed weights.
     not_recent = ", ".join(f"'{t}'" for t in NOT_RECENT)
+    recent_first = (
+        ""
+        if forgets is None
+        else f"MIN(`{KAFKA_OFFSET}`) OVER w AS `{FIRST_OFFSET}`, "
+        f"MIN(`{KAFKA_PARTITION}`) OVER w AS `{KAFKA_PARTITION}`, "
+    )
     t_env.execute_sql(
-        f"CREATE TEMPORARY VIEW recent_events AS SELECT `{USER_ID}`, `{EVENT_TS}`, "
+        f"CREATE TEMPORARY VIEW recent_events AS SELECT `{USER_ID}`, `{EVENT_TS}`, {recent_first}"
         f"MIN(`{EVENT_TS}`) OVER w AS first_ts, ARRAY_AGG(`{ITEM_ID}`) OVER w AS items, "
         f"ARRAY_AGG(COALESCE(`{CATEGORY_ID}`, '')) OVER w AS categories, "
         f"ARRAY_AGG(`{EVENT_TYPE}`) OVER w AS event_types, "
@@ -222,7 +273,9 @@ def build_behaviour_features_pipeline(
     )
     user_queries.append(
         f"SELECT `{USER_ID}` AS `{ENTITY_ID}`, g.`{FEATURE_GROUP}`, first_ts AS `{WINDOW_START}`, "
-        f"`{EVENT_TS}` AS `{WINDOW_END}`, g.`{FEATURES}` FROM recent_events, "
+        f"`{EVENT_TS}` AS `{WINDOW_END}`, g.`{FEATURES}`"
+        + ("" if forgets is None else f", `{FIRST_OFFSET}`, `{KAFKA_PARTITION}`")
+        + " FROM recent_events, "
         f"LATERAL TABLE(recent_features(items, categories, event_types, timestamps)) "
         f"AS g(`{FEATURE_GROUP}`, `{FEATURES}`)"
     )
@@ -259,16 +312,30 @@ def build_behaviour_features_pipeline(
             f"FROM parsed WHERE `{PARSE_ERROR}` IS NULL AND is_late"
         ),
         user_totals=t_env.sql_query(totals),
-        user_features=t_env.sql_query(" UNION ALL ".join(user_queries)),
+        user_features=_user_features(t_env, " UNION ALL ".join(user_queries), forgets),
         item_features=t_env.sql_query(" UNION ALL ".join(item_queries)),
         ab_metrics=t_env.sql_query(ab_metrics),
+    )
+
+
+def _user_features(t_env: Any, union: str, forgets: str | None) -> Any:
+    """The user records of ``union``; with forget records, those holding an event a request
+    covers are left out, and retracted if already sent (a streaming anti-join)."""
+    if forgets is None:
+        return t_env.sql_query(union)
+    covered = _forgotten(
+        forgets, f"u.`{ENTITY_ID}`", f"u.`{KAFKA_PARTITION}`", f"u.`{FIRST_OFFSET}`"
+    )
+    return t_env.sql_query(
+        f"SELECT u.`{ENTITY_ID}`, u.`{FEATURE_GROUP}`, u.`{WINDOW_START}`, u.`{WINDOW_END}`, "
+        f"u.`{FEATURES}` FROM ({union}) AS u WHERE NOT {covered}"
     )
 
 
 def run_behaviour_features_job(settings: Settings) -> None:
     """Kafka in, Kafka out; runs until cancelled."""
     from rtrec.streaming.environment import create_table_env
-    from rtrec.streaming.kafka import dlq_ddl, raw_events_ddl, upsert_ddl
+    from rtrec.streaming.kafka import dlq_ddl, forget_ddl, raw_events_ddl, upsert_ddl
 
     topics = settings.kafka.topics
     t_env = create_table_env(settings, JOB_NAME)
@@ -278,6 +345,11 @@ def run_behaviour_features_job(settings: Settings) -> None:
     t_env.get_config().set("python.fn-execution.bundle.time", "100")
     group = f"{settings.flink.consumer_group}-features"
     t_env.execute_sql(raw_events_ddl(settings, "events_raw", group))
+    t_env.execute_sql(forget_ddl(settings, "forgets", group))
+    # Retracted user records (forgotten users) go to the upsert sink as tombstones as they
+    # come: a materializer would hold every record ever sent per key to order them, and
+    # these retractions never race a newer record of the key (docs/privacy.md).
+    t_env.get_config().set("table.exec.sink.upsert-materialize", "NONE")
     t_env.execute_sql(dlq_ddl(settings, "events_dlq", topics.dlq))
     t_env.execute_sql(dlq_ddl(settings, "events_late", topics.late_events))
     for table, topic in (
@@ -303,7 +375,9 @@ def run_behaviour_features_job(settings: Settings) -> None:
             [WINDOW_START, MODEL_VERSION, ARM],
         )
     )
-    tables = build_behaviour_features_pipeline(t_env, "events_raw", settings.scoring.ab)
+    tables = build_behaviour_features_pipeline(
+        t_env, "events_raw", settings.scoring.ab, forgets="forgets"
+    )
     statements = t_env.create_statement_set()
     statements.add_insert("events_dlq", tables.dead_letters)
     statements.add_insert("events_late", tables.late_events)
@@ -311,4 +385,8 @@ def run_behaviour_features_job(settings: Settings) -> None:
     statements.add_insert("user_features", tables.user_features)
     statements.add_insert("item_features", tables.item_features)
     statements.add_insert("ab_metrics", tables.ab_metrics)
-    statements.execute().wait()
+    result = statements.execute()
+    # A local run waits: its mini-cluster lives in this process. Under `flink run --detached`
+    # (`rtrec submit`) the client only submits, and a wait would hold it for the job's life.
+    if t_env.get_config().get("execution.attached", "true").lower() != "false":
+        result.wait()

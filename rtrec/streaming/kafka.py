@@ -64,6 +64,58 @@ def raw_events_ddl(settings: Settings, table: str, group_id: str) -> str:
     )
 
 
+# A forget record (rtrec.privacy.forget): the user's pseudonym, when it was asked, and the end
+# offset of each events-topic partition then (keys are partition numbers as strings).
+FORGET_COLUMNS = [
+    "`user_id` STRING",
+    "`requested_at` BIGINT",
+    "`offsets` MAP<STRING, BIGINT>",
+]
+
+
+def forget_ddl(settings: Settings, table: str, group_id: str, watermarked: bool = False) -> str:
+    """The forget records of ``kafka.topics.forget``, from the group's offsets (a new group
+    reads them all: the topic is compacted to the latest request per user).
+
+    ``watermarked`` adds the rowtime ``event_time`` (the request's time) and a watermark on it,
+    for a DataStream job that joins the records to the events: a join takes the lowest
+    watermark of its inputs, and a source without any would stop event time. A partition
+    with no record for a second is idle, which takes it out of that minimum; a request's own
+    time is later than the events' watermark, which trails their times by its delay."""
+    columns = list(FORGET_COLUMNS)
+    watermark: dict[str, str] = {}
+    if watermarked:
+        rowtime = "TO_TIMESTAMP_LTZ(COALESCE(`requested_at`, 0), 3)"
+        columns += [
+            f"`{EVENT_TIME}` AS {rowtime}",
+            f"WATERMARK FOR `{EVENT_TIME}` AS `{EVENT_TIME}`",
+        ]
+        watermark = {"scan.watermark.idle-timeout": "1 s"}
+    return create_table_ddl(
+        table,
+        columns,
+        {
+            **watermark,
+            "connector": "kafka",
+            "topic": settings.kafka.topics.forget,
+            "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+            "properties.group.id": group_id,
+            "scan.startup.mode": "group-offsets",
+            "properties.auto.offset.reset": "earliest",
+            "format": "json",
+            # A record that is not a forget request must not stop the job.
+            "json.ignore-parse-errors": "true",
+        },
+    )
+
+
+def forget_file_ddl(table: str, path: Path) -> str:
+    """``forget_ddl``'s columns read from a file of JSON forget records, for tests."""
+    return create_table_ddl(
+        table, FORGET_COLUMNS, {"connector": "filesystem", "path": str(path), "format": "json"}
+    )
+
+
 def raw_file_ddl(table: str, path: Path, watermark_delay_ms: int = 5000) -> str:
     """The columns of ``raw_events_ddl`` read from a file of payloads, one per line, for tests
     and benchmarks: as the producer does, the Kafka timestamp is the claimed event time (0 when

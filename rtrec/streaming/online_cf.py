@@ -7,6 +7,12 @@ call the pure functions and route what they return; the coalesced fan-outs (``fl
 ``flush_neighbours``) run on event-time timers, which the final watermark of a bounded input
 fires, so a bounded run ends at quiescence, and on a processing-time fallback for when event
 time stops (see ``build_online_cf_pipeline``).
+
+Forgetting a user (docs/privacy.md): a ``rtrec.privacy.ForgetUser`` in the optional
+``forgets`` stream clears the user's history, unsubscribes the user from the items it held and
+clears their scores, which end as an empty list: the topic's "no candidates" record, which
+the online-store sync deletes. Item rows and rankings are aggregates over everybody's
+histories and keep the user's past contribution until it decays out.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from rtrec.cf import (
 )
 from rtrec.cf.records import NEIGHBOURS, SCORE, SCORES
 from rtrec.config import Settings
+from rtrec.privacy import ForgetUser
 from rtrec.schema.events import EVENT_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, USER_ID
 from rtrec.schema.flink import EVENT_TIME
 from rtrec.schema.wire import PARSE_ERROR, PARSED_COLUMNS
@@ -64,6 +71,7 @@ def build_online_cf_pipeline(
     flush_interval_ms: int,
     idle_flush_ms: int | None = None,
     state_ttl_ms: int | None = None,
+    forgets: Any = None,
 ) -> OnlineCfStreams:
     """Wire the four stages over ``events``, a DataStream of CfEvent with event-time
     timestamps and watermarks in which each user's events are still in arrival order (keep
@@ -76,7 +84,8 @@ def build_online_cf_pipeline(
     source overtakes it (it forwards the status at once, and an idle output discards
     watermarks), so after a catch-up the last one may never arrive. Flushes are idempotent, so
     whichever timer comes second finds nothing to do. ``state_ttl_ms`` is the processing-time
-    safety TTL on all state (None: none).
+    safety TTL on all state (None: none). ``forgets`` (None: none) is a DataStream of
+    ``ForgetUser`` whose watermarks never hold event time back (``read_forgets``).
     """
     from pyflink.common import Time, Types
     from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
@@ -125,7 +134,14 @@ def build_online_cf_pipeline(
                 for outcome in (Outcome.DUPLICATE, Outcome.LATE)
             }
 
-        def process_element(self, event: CfEvent, ctx: Any) -> Iterator[Any]:
+        def process_element(self, event: CfEvent | ForgetUser, ctx: Any) -> Iterator[Any]:
+            if isinstance(event, ForgetUser):
+                held = self.state.value() or UserState()
+                self.state.clear()
+                for item in sorted({entry.item for entry in held.history}):
+                    yield subscriptions_tag, Subscription(item, event.user_id, False)
+                yield profiles_tag, event
+                return
             state, step = apply_user_event(self.state.value() or UserState(), event, params)
             if step.outcome in self.ignored:
                 self.ignored[step.outcome].inc()
@@ -194,9 +210,24 @@ def build_online_cf_pipeline(
 
         def open(self, context: RuntimeContext) -> None:
             self.state = value_state(context, "scores")
+            # Set by a forget until the user's next profile: lists still in flight to a
+            # forgotten user are dropped, not kept under their key.
+            self.forgotten = context.get_state(
+                with_ttl(ValueStateDescriptor("forgotten", Types.BOOLEAN()))
+            )
 
         def process_element(self, message: Any, ctx: Any) -> Iterator[CfScores]:
             before = self.state.value() or ScoreState()
+            if isinstance(message, ForgetUser):
+                self.state.clear()
+                self.forgotten.update(True)
+                if before.scores:  # the empty list is the topic's "no candidates" record
+                    yield CfScores(message.user_id, ())
+                return
+            if isinstance(message, UserProfile):
+                self.forgotten.clear()
+            elif self.forgotten.value():
+                return
             if isinstance(message, UserProfile):
                 state, scores = apply_profile(before, message, params)
             else:
@@ -207,7 +238,8 @@ def build_online_cf_pipeline(
 
     string = Types.STRING()
     history = (
-        events.key_by(_user_of, key_type=string)
+        (events if forgets is None else events.union(forgets))
+        .key_by(_user_of, key_type=string)
         .process(History(), Types.PICKLED_BYTE_ARRAY())
         .name("history")
     )
@@ -267,6 +299,26 @@ def read_events(t_env: Any, raw_events: str, names: Sequence[str], make: Callabl
     )
 
 
+def read_forgets(t_env: Any, settings: Settings, group_id: str) -> Any:
+    """The forget records of ``kafka.topics.forget`` as a DataStream of ``ForgetUser``.
+
+    Joined to the events, this stream's watermark would hold event time back (an operator
+    takes the lowest of its inputs'), and the topic is mostly silent: so its watermark runs
+    far ahead of any event time, and a partition without records for a second is idle, which
+    takes it out of that minimum (``rtrec.streaming.kafka.forget_ddl``)."""
+    from pyflink.common import Types
+
+    from rtrec.streaming.kafka import forget_ddl
+
+    t_env.execute_sql(forget_ddl(settings, "forgets", group_id, watermarked=True))
+    rows = t_env.sql_query(
+        f"SELECT `{USER_ID}`, `{EVENT_TIME}` FROM forgets WHERE `{USER_ID}` IS NOT NULL"
+    )
+    return t_env.to_data_stream(rows).map(
+        lambda row: ForgetUser(row[0]), output_type=Types.PICKLED_BYTE_ARRAY()
+    )
+
+
 def run_online_cf_job(settings: Settings) -> None:
     """Kafka in, Kafka out (upsert topics keyed by item and by user); runs until cancelled."""
     from pyflink.common import Types
@@ -286,6 +338,7 @@ def run_online_cf_job(settings: Settings) -> None:
         cf.flush_interval_ms,
         idle_flush_ms=cf.idle_flush_ms,
         state_ttl_ms=cf.state_ttl_ms,
+        forgets=read_forgets(t_env, settings, f"{settings.flink.consumer_group}-cf"),
     )
 
     ranked = Types.OBJECT_ARRAY(
@@ -328,8 +381,8 @@ def _next_boundary(time_ms: int, period_ms: int) -> int:
     return (time_ms // period_ms + 1) * period_ms
 
 
-def _user_of(message: CfEvent | UserProfile | NeighbourPush) -> str:
-    return message.user_id if isinstance(message, CfEvent) else message.user
+def _user_of(message: CfEvent | UserProfile | NeighbourPush | ForgetUser) -> str:
+    return message.user_id if isinstance(message, CfEvent | ForgetUser) else message.user
 
 
 def _item_of(message: Any) -> str:

@@ -24,6 +24,10 @@ record:
 - **Models.** ``rtrec.registry.live.LiveModels`` loads a version in a background thread and
   swaps it in between records; a failed load keeps the current model and is counted and
   logged. A registry poll (``AliasPoller``) is the safety net for a missed control record.
+- **Forget** (docs/privacy.md). A ``rtrec.privacy.ForgetUser`` on the keyed side drops the
+  user's state and held requests and passes on, so the job deletes the user's list (a
+  tombstone on the upsert topic). The broadcast counts (trending, popularity, CTR) are
+  aggregates over everybody and keep the user's past contribution until it decays.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 
 from rtrec.cf.records import SCORE, SCORES
 from rtrec.config import Settings
+from rtrec.privacy import ForgetUser
 from rtrec.registry.mlflow_registry import CHALLENGER, CHAMPION
 from rtrec.schema.events import (
     ADD_TO_CART,
@@ -171,11 +176,14 @@ def build_scoring_pipeline(
     params: ScoringParams,
     load_model: ModelLoader,
     read_aliases: AliasReader | None = None,
+    forgets: Any = None,
 ) -> Any:
     """Recommendations for the interactions in ``events``. ``load_model(version)`` returns an
     object with ``scores(histories) -> (rows, items)`` and ``vocabulary`` (the registered
     ``SasRecRecommender``); ``read_aliases`` (None: no poll, no model until a control record)
-    reads the registry's alias versions at start and as the safety net."""
+    reads the registry's alias versions at start and as the safety net. ``forgets`` (None:
+    none) is a DataStream of ``ForgetUser``; each is passed on in the output after the user's
+    state is dropped, so the output holds ``Recommendation`` and ``ForgetUser``."""
     from pyflink.common import Types
     from pyflink.datastream import KeyedBroadcastProcessFunction, RuntimeContext
     from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
@@ -268,8 +276,15 @@ def build_scoring_pipeline(
                 popular.add(value.item_id, weight, value.event_ts)
                 broadcast.put(f"category/{facts.category}", popular)
 
-        def process_element(self, value: Any, ctx: Any) -> None:
+        def process_element(self, value: Any, ctx: Any) -> Iterator[ForgetUser]:
             self._restore(ctx.get_broadcast_state(broadcast_descriptor()))
+            if isinstance(value, ForgetUser):
+                for held in (self.view, self.cf, self.pending):
+                    held.clear()
+                self.batch.pop(value.user_id, None)
+                self.done.pop(value.user_id, None)
+                yield value
+                return
             if isinstance(value, UserCfScores):
                 self.cf.update(value.scores)
                 return
@@ -431,8 +446,9 @@ def build_scoring_pipeline(
             self._count(self.models.wait(params.model_load_timeout_s))
 
     broadcast = events.union(control).broadcast(broadcast_descriptor())
+    keyed = events.union(cf_scores)
     return (
-        events.union(cf_scores)
+        (keyed if forgets is None else keyed.union(forgets))
         .key_by(_user_of, key_type=Types.STRING())
         .connect(broadcast)
         .process(Scorer(), pickled)
@@ -440,7 +456,7 @@ def build_scoring_pipeline(
     )
 
 
-def _user_of(message: ScoringEvent | UserCfScores) -> str:
+def _user_of(message: ScoringEvent | UserCfScores | ForgetUser) -> str:
     return message.user_id
 
 
@@ -462,8 +478,15 @@ def read_scoring_events(t_env: Any, raw_events: str) -> Any:
     return read_events(t_env, raw_events, names, ScoringEvent)
 
 
-def recommendation_row(record: Recommendation) -> Any:
+def recommendation_row(record: Recommendation | ForgetUser) -> Any:
+    """The upsert topic's row of a list; a forgotten user's is a delete (a tombstone)."""
     from pyflink.common import Row
+    from pyflink.common.types import RowKind
+
+    if isinstance(record, ForgetUser):
+        deleted = Row(record.user_id, None, None, None, None, None, None, None)
+        deleted.set_row_kind(RowKind.DELETE)
+        return deleted
 
     items = [Row(i.item, i.score, str(i.source), i.reason) for i in record.items]
     return Row(
@@ -511,6 +534,7 @@ def run_scoring_job(settings: Settings) -> None:
 
     from rtrec.registry.live import registry_aliases, registry_loader
     from rtrec.streaming.kafka import raw_events_ddl, upsert_ddl
+    from rtrec.streaming.online_cf import read_forgets
     from rtrec.streaming.stream_env import create_stream_env
 
     settings = scoring_job_settings(settings)
@@ -557,6 +581,7 @@ def run_scoring_job(settings: Settings) -> None:
         scoring_params(settings),
         registry_loader(settings.mlflow.tracking_uri, model),
         registry_aliases(settings.mlflow.tracking_uri, model),
+        forgets=read_forgets(t_env, settings, group),
     )
     item_type = Types.ROW_NAMED(
         [ITEM_ID, SCORE, SOURCE, REASON],
@@ -583,7 +608,10 @@ def run_scoring_job(settings: Settings) -> None:
             settings, "recommendations", topics.recommendations, RECOMMENDATION_COLUMNS, USER_ID
         )
     )
+    # Rows are inserts, and deletes of forgotten users: each goes to the upsert topic as it
+    # comes (a materializer would keep every user's last list in state to order them).
+    t_env.get_config().set("table.exec.sink.upsert-materialize", "NONE")
     statements = t_env.create_statement_set()
-    statements.add_insert("recommendations", t_env.from_data_stream(rows))
+    statements.add_insert("recommendations", t_env.from_changelog_stream(rows))
     statements.attach_as_datastream()
     env.execute(JOB_NAME)
