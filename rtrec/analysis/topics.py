@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from rtrec.errors import RtrecError
+from rtrec.producer import KAFKA_LOG
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ def read_topic(
             "enable.partition.eof": True,
             # Transactional jobs (the Flink sinks) write aborted records too; skip them.
             "isolation.level": "read_committed",
+            # One librdkafka line per reconnect attempt would flood a notebook's output; a
+            # broker that does not answer is reported once, as an RtrecError.
+            "logger": KAFKA_LOG,
         }
     )
     try:
