@@ -52,11 +52,19 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / ".run" / "screenshots" / "das
 
 
 @pytest.fixture
-def dashboard_stack(stack: Stack) -> tuple[Settings, list[str]]:
-    """Topics of this test's own, a model name of its own, Flink at parallelism 1."""
+def dashboard_stack(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, list[str]]:
+    """Topics of this test's own, a model name of its own, Flink at parallelism 1, and user ids
+    pseudonymised (the key in the environment the API and the jobs inherit)."""
     _, args = stack.isolated("dash")
-    overrides = [*args[3::2], f"mlflow.model_name={MODEL}", "flink.parallelism=1"]
-    return load_settings("local", overrides), [
+    overrides = [
+        *args[3::2],
+        f"mlflow.model_name={MODEL}",
+        "flink.parallelism=1",
+        "privacy.pseudonymise=true",
+    ]
+    settings = load_settings("local", overrides)
+    monkeypatch.setenv(settings.privacy.key_env, "dashboard-test-key")
+    return settings, [
         "--env",
         "local",
         *(a for o in overrides for a in ("--set", o)),
@@ -220,9 +228,12 @@ def test_dashboard_follows_the_stream_in_a_browser(
                 jobs,
             )
 
-            # The user inspector: features and recent items from the job, via Redis.
+            # The user inspector takes the id the shop knows; the store holds its pseudonym.
             page.fill("#user-id", user)
             page.click("#user-form button")
+            eventually(lambda: page.inner_text("#user-stored-as") != "", "the pseudonym", jobs)
+            stored_as = page.inner_text("#user-stored-as")
+            assert stored_as.startswith("p_") and user not in stored_as
             mine = [e for e in [*shown, *events] if e["user_id"] == user]
             eventually(
                 lambda: (
@@ -246,7 +257,7 @@ def test_dashboard_follows_the_stream_in_a_browser(
             # freshness (computed 350 ms after its event).
             now = int(time.time() * 1000)
             record = {
-                "user_id": user,
+                "user_id": stored_as,
                 "rec_id": "rec-live",
                 "event_id": mine[-1][EVENT_ID],
                 "event_ts": now - 350,
@@ -258,13 +269,18 @@ def test_dashboard_follows_the_stream_in_a_browser(
                 ],
                 "computed_at": now,
             }
-            send_raw(settings, topics.recommendations, [(user, record)])
+            send_raw(settings, topics.recommendations, [(stored_as, record)])
             eventually(
                 lambda: "bought with i3" in page.inner_text("#user-recs"), "the live list", jobs
             )
             assert f"model {version}, arm champion" in page.inner_text("#user-rec-meta")
             eventually(lambda: number(page, "#fresh-lists") == 1, "one list's freshness", jobs)
             assert page.inner_text("#fresh-p50") == "350 ms"
+            # The inspector resolved the id as /v1 does: the API serves that list for it.
+            served = httpx.get(
+                f"{api_url}/v1/users/{user}/recommendations", headers={"X-API-Key": READER_KEY}
+            )
+            assert served.status_code == 200 and served.json()["rec_id"] == "rec-live"
 
             # The item view: neighbours and bought-together lists as their jobs publish them.
             send_raw(
