@@ -169,6 +169,7 @@ function renderUser(u) {
     fill("user-recs", [], "no recommendations for this user yet");
   }
   fill("user-recent", u.recent_items.map((r) => [r.id, when(r.ts)]), "no recent items");
+  fill("user-categories", u.recent_categories.map((r) => [r.id, when(r.ts)]), "no recent categories");
   featureTables("user-features", u.features);
 }
 
