@@ -11,11 +11,11 @@ from rtrec.errors import RtrecError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rtrec.cli import demo, local, models, produce
+    from rtrec.cli import demo, local, models, privacy, produce, submit
 
     parser = argparse.ArgumentParser(prog="rtrec", description="real-time recommendations")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (local, produce, demo, models):
+    for module in (local, produce, demo, models, privacy, submit):
         module.register(commands)
     return parser
 

@@ -24,6 +24,7 @@ class Topics(Section):
     model_control: str
     ab_metrics: str
     bought_together: str
+    forget: str  # privacy: one record per forgotten user, read by every job with per-user state
 
 
 class KafkaSettings(Section):
@@ -59,6 +60,8 @@ class FlinkSettings(Section):
     # Resume from a checkpoint or savepoint path, or "latest" under checkpoint_dir; "" = fresh.
     restore_from: str
     consumer_group: str
+    # The REST address (host:port) of the JobManager `rtrec submit flink` sends jobs to.
+    jobmanager: str = "127.0.0.1:8081"
     # Any other Flink configuration key, applied last (e.g. memory of the local mini-cluster).
     conf: dict[str, str] = Field(default_factory=dict)
 
@@ -66,6 +69,8 @@ class FlinkSettings(Section):
 class SparkSettings(Section):
     app_name: str
     shuffle_partitions: int = Field(ge=1)
+    # The --master of `rtrec submit spark` (spark://host:port, k8s://..., yarn, local[n]).
+    master: str = "local[2]"
     conf: dict[str, str] = Field(default_factory=dict)
 
 
@@ -203,8 +208,14 @@ class ServingSettings(Section):
 
 
 class PrivacySettings(Section):
+    """Pseudonymisation of user ids at ingestion (docs/privacy.md)."""
+
     pseudonymise: bool
+    # The HMAC key: from the environment variable named here, else from the file key_file
+    # (a mounted secret); "" or null = no file. Neither, with pseudonymise on, is an error at
+    # use (an unset ${VAR:-} placeholder loads as null).
     key_env: str
+    key_file: str | None = None
 
 
 class KafkaServiceSettings(Section):

@@ -11,6 +11,10 @@
 
 Keys: the ``X-API-Key`` header, checked against ``serving.api_keys``; none or unknown -> 401, a
 key without the route's scope -> 403.
+
+Privacy: with ``privacy.pseudonymise`` on, posted events are stored under the user's pseudonym
+and a read hashes the user id in its path the same way, so callers only ever use raw ids
+(docs/privacy.md).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, some of
@@ -35,10 +39,12 @@ from prometheus_client import (
 from pydantic import BaseModel
 
 from rtrec.config import Settings
+from rtrec.privacy import pseudonymise_event, pseudonymiser
 from rtrec.schema import EVENT_SCHEMA, encode
 from rtrec.schema.events import EVENT_TS, SCHEMA_VERSION_KEY, USER_ID
 from rtrec.schema.json_schema import json_schema
 from rtrec.schema.wire import validate
+from rtrec.serving.dashboard import mount_dashboard
 from rtrec.serving.online_store import (
     BOUGHT_TOGETHER_GROUP,
     NEIGHBOURS_GROUP,
@@ -178,6 +184,7 @@ def create_app(settings: Settings, redis: Any = None, events: EventSink | None =
     configured Redis and Kafka."""
     serving = settings.serving
     keys = api_keys(settings)
+    hide = pseudonymiser(settings)  # a missing key fails here, at start, not per request
     registry = CollectorRegistry()
     requests = Counter(
         "rtrec_api_requests", "HTTP requests", ["route", "status"], registry=registry
@@ -203,6 +210,7 @@ def create_app(settings: Settings, redis: Any = None, events: EventSink | None =
             events = EventSink(settings)
         yield
         events.flush()
+        dashboard.close()
         await redis.aclose()
 
     app = FastAPI(
@@ -254,9 +262,10 @@ def create_app(settings: Settings, redis: Any = None, events: EventSink | None =
     )
     async def recommendations(request: Request, user_id: Id, k: K = default_k) -> Any:
         authorise(request, "read")
-        key = store_key("user", user_id, RECOMMENDATIONS_GROUP)
+        key = store_key("user", hide(user_id), RECOMMENDATIONS_GROUP)
         record = await stored(key, f"no recommendations for user {user_id!r} yet")
         record["items"] = record["items"][:k]
+        record["user_id"] = user_id  # the caller's id, not the pseudonym it is stored under
         return JSONResponse(record)
 
     async def related(item_id: str, group: str, k: int, what: str) -> Any:
@@ -317,13 +326,16 @@ def create_app(settings: Settings, redis: Any = None, events: EventSink | None =
             if check.record is None:
                 problems.append({"index": index, "reason": check.error})
             else:
-                valid.append(check.record)
+                valid.append(dict(pseudonymise_event(check.record, hide)))
         if problems:
             rejected.inc(len(batch))
             raise HTTPException(422, problems)
         events.send(valid)
         accepted.inc(len(valid))
         return {"accepted": len(valid)}
+
+    # The live dashboard's page and its read-scoped data routes (docs/dashboard.md).
+    dashboard = mount_dashboard(app, settings, lambda: redis, authorise, hide)
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Any:

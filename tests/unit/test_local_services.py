@@ -124,6 +124,7 @@ def test_upsert_topics_and_model_control_are_compacted(settings: Settings) -> No
         topics.recommendations,
         topics.ab_metrics,
         topics.bought_together,
+        topics.forget,
     }
     assert all(configs[name] == {"cleanup.policy": "compact"} for name in compacted)
     # The others delete by time, with the configured retention (record time is event time).
