@@ -111,6 +111,9 @@ def run_demo(
     pid_file = run_dir / DEMO_PID
     pid_file.write_text(str(os.getpid()))
     previous_handler = signal.signal(signal.SIGTERM, _interrupt(stopped_by_down))
+    # Ctrl-C stops the demo even when it was started from a shell that ignores SIGINT in
+    # background jobs (Python then never installs its own handler).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     logs = run_dir / "jobs"
     args = config_args(env, overrides)
@@ -155,6 +158,7 @@ def run_demo(
             running.stop()
         pid_file.unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, previous_handler)
+        signal.signal(signal.SIGINT, previous_int)
         # `rtrec local down` stops the services itself once the demo has exited.
         if not keep_services and not stopped_by_down.is_set():
             down(settings, report=lambda line: print(line, file=out))
@@ -326,6 +330,9 @@ def _watch(
                     raise RtrecError(f"{job.name} stopped; last lines of {job.log}:\n{job.tail()}")
             if observed.failure is not None:
                 return
+            promotion = observed.steps[-1]
+            if swapped(observed) and promotion.state == "running":
+                promotion.state, promotion.ended = "done", time.monotonic()
             screen = _screen(observed, _bronze_rows(settings))
             if out.isatty():  # redraw in place on a terminal; append in logs and pipes
                 screen = f"\x1b[2J\x1b[H{header}\n\n{screen}"

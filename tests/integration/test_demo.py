@@ -1,10 +1,12 @@
 """`make demo` as a newcomer runs it (`rtrec demo`, here on a stack of its own): it comes up,
 streams, runs the lake pass, promotes the trained version and shows the scoring job swap to it;
-then `rtrec local down` from another process stops the demo, its jobs and the services."""
+then `rtrec local down` from another process stops the demo, its jobs and the services. Ctrl-C
+(SIGINT) stops it as cleanly."""
 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -87,4 +89,39 @@ def test_demo_runs_to_the_swap_and_stops_on_local_down(tmp_path: Path) -> None:
         if demo.poll() is None:
             demo.terminate()
             demo.wait(timeout=120)
+        subprocess.run([str(RTREC), "local", "down", *sets], cwd=ROOT, capture_output=True)
+
+
+def test_ctrl_c_stops_the_demo_its_jobs_and_the_services(tmp_path: Path) -> None:
+    (api_port,) = free_ports(1)
+    overrides = [*stack_overrides(tmp_path), f"serving.port={api_port}"]
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        # No lake pass within the test: only the streaming side runs.
+        demo = subprocess.Popen(
+            [str(RTREC), "demo", "--rate", "100", "--train-after", "3600", *sets],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    counted = re.compile(r"counted by Flink\s+[1-9]")
+    try:
+        deadline = time.monotonic() + 300
+        while demo.poll() is None and time.monotonic() < deadline:
+            if counted.search(log.read_text()):
+                break
+            time.sleep(2)
+        assert counted.search(log.read_text()), log.read_text()[-3000:]
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=180) == 0, log.read_text()[-3000:]
+        text = log.read_text()
+        assert "stopping ..." in text and "Traceback" not in text
+        settings = load_settings("local", overrides)
+        assert [s.state for s in status(settings)] == [State.STOPPED] * 3
+        assert not processes_naming(tmp_path)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
         subprocess.run([str(RTREC), "local", "down", *sets], cwd=ROOT, capture_output=True)
