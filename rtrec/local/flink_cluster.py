@@ -19,12 +19,9 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +30,19 @@ import yaml
 from rtrec.config import Settings, load_settings
 from rtrec.errors import RtrecError
 from rtrec.launch import flink_home, runtime_bin
-from rtrec.local.process import group_members, pid_alive, start_detached, tail
-from rtrec.local.process import stop as stop_process
-from rtrec.local.spark_cluster import free_ports
+from rtrec.local.daemons import HOST, Daemons, free_ports, serve_until_interrupted
 
-HOST = "127.0.0.1"
-STOP_TIMEOUT_S = 30.0
 # The distribution's logging configurations: the daemons (console), and the `flink` CLI.
 LOGGING_FILES = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties")
 
 
-@dataclass
-class FlinkCluster:
+@dataclass(kw_only=True)
+class FlinkCluster(Daemons):
     """A running cluster: its REST address, configuration, run directory and daemons
     (JobManager first)."""
 
     rest_address: str  # 127.0.0.1:<port>, for `flink run -m` / `rtrec submit --jobmanager`
     conf_dir: Path  # FLINK_CONF_DIR of the daemons (and of a CLI that wants their settings)
-    run_dir: Path
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    logs: list[Path] = field(default_factory=list)
 
     @property
     def rest_url(self) -> str:
@@ -79,22 +69,6 @@ class FlinkCluster:
         request = urllib.request.Request(f"{self.rest_url}/jobs/{job_id}", method="PATCH")
         with urllib.request.urlopen(request, timeout=10):
             pass
-
-    def log_tails(self, lines: int = 15) -> str:
-        return "\n".join(f"--- {log}\n{tail(log, lines)}" for log in self.logs)
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stop the TaskManager (its Python workers are in its process group), then the
-        JobManager; raise if anything of them is left."""
-        for process in reversed(self.processes):
-            stop_process(process.pid, timeout_s)
-        left = {
-            p.pid: group_members(p.pid)
-            for p in self.processes
-            if pid_alive(p.pid) or group_members(p.pid)
-        }
-        if left:
-            raise RtrecError(f"Flink cluster processes left after stop: {left}")
 
 
 def cluster_config(
@@ -188,29 +162,18 @@ def start_flink_cluster(
     rpc_port, rest_port = free_ports(2)
     config = cluster_config(settings, home, run_dir, rpc_port, rest_port, slots)
     conf_dir = write_conf_dir(settings, home, run_dir, config)
-    cluster = FlinkCluster(f"{HOST}:{rest_port}", conf_dir, run_dir)
+    cluster = FlinkCluster(
+        "Flink cluster", run_dir, rest_address=f"{HOST}:{rest_port}", conf_dir=conf_dir
+    )
     env = daemon_environment(settings, conf_dir, write_lib_dir(home, run_dir), run_dir / "log")
     try:
         for name in ("jobmanager", "taskmanager"):
-            log = run_dir / f"{name}.log"
-            command = [str(home / "bin" / f"{name}.sh"), "start-foreground"]
-            cluster.processes.append(start_detached(command, run_dir, log, env))
-            cluster.logs.append(log)
-        _wait_until_up(cluster, timeout_s)
+            cluster.start(name, [str(home / "bin" / f"{name}.sh"), "start-foreground"], env)
+        cluster.wait_until(lambda: cluster.taskmanagers() >= 1, timeout_s)
     except BaseException:
         cluster.stop()
         raise
     return cluster
-
-
-def _wait_until_up(cluster: FlinkCluster, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while cluster.taskmanagers() < 1:
-        dead = [p.args for p in cluster.processes if p.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            what = f"{dead[0]!r:.120} exited" if dead else f"not up within {timeout_s:.0f} s"
-            raise RtrecError(f"Flink cluster: {what}:\n{cluster.log_tails()}")
-        time.sleep(1)
 
 
 @contextlib.contextmanager
@@ -231,13 +194,9 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True, help="config, logs, scratch")
     parser.add_argument("--slots", type=int, default=2)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the cluster as on Ctrl-C
     settings = load_settings(args.env, args.overrides)
     with flink_cluster(settings, args.run_dir.resolve(), args.slots) as c:
-        print(f"{c.rest_address} ({c.rest_url}, logs in {c.run_dir}); Ctrl-C stops", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while all(p.poll() is None for p in c.processes):
-                time.sleep(1)
+        serve_until_interrupted(c, f"{c.rest_address} ({c.rest_url}, logs in {c.run_dir})")
 
 
 if __name__ == "__main__":

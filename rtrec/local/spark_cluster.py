@@ -18,37 +18,26 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rtrec.config import Settings, load_settings
-from rtrec.errors import RtrecError
 from rtrec.launch import runtime_bin
-from rtrec.local.process import group_members, pid_alive, start_detached, tail
-from rtrec.local.process import stop as stop_process
+from rtrec.local.daemons import HOST, Daemons, free_ports, serve_until_interrupted
 
-HOST = "127.0.0.1"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
-STOP_TIMEOUT_S = 30.0
 
 
-@dataclass
-class SparkCluster:
-    """A running cluster: its addresses, run directory and daemon processes (master first)."""
+@dataclass(kw_only=True)
+class SparkCluster(Daemons):
+    """A running cluster: its addresses, run directory and daemons (master first)."""
 
     master_url: str  # spark://127.0.0.1:<port>, for spark-submit --master
     ui_url: str  # the master's web UI; <ui_url>/json/ is its state
-    run_dir: Path
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    logs: list[Path] = field(default_factory=list)
 
     def state(self) -> dict[str, Any]:
         """The master's view: workers, cores, active and completed applications."""
@@ -66,31 +55,6 @@ class SparkCluster:
         """Names of the applications that ran here and finished, oldest first."""
         apps = sorted(self.state()["completedapps"], key=lambda app: app["starttime"])
         return [str(app["name"]) for app in apps]
-
-    def log_tails(self, lines: int = 15) -> str:
-        return "\n".join(f"--- {log}\n{tail(log, lines)}" for log in self.logs)
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stop the workers (their executors and Python workers are in their process groups),
-        then the master; raise if anything of them is left."""
-        for process in reversed(self.processes):
-            stop_process(process.pid, timeout_s)
-        left = {
-            p.pid: group_members(p.pid)
-            for p in self.processes
-            if pid_alive(p.pid) or group_members(p.pid)
-        }
-        if left:
-            raise RtrecError(f"Spark cluster processes left after stop: {left}")
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that are free right now."""
-    with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def daemon_environment(settings: Settings, scratch: Path) -> dict[str, str]:
@@ -124,7 +88,12 @@ def start_spark_cluster(
     spark_class = str(runtime_bin(settings, "spark", "spark-class"))
     run_dir.mkdir(parents=True, exist_ok=True)
     port, ui_port = free_ports(2)
-    cluster = SparkCluster(f"spark://{HOST}:{port}", f"http://{HOST}:{ui_port}", run_dir)
+    cluster = SparkCluster(
+        "Spark cluster",
+        run_dir,
+        master_url=f"spark://{HOST}:{port}",
+        ui_url=f"http://{HOST}:{ui_port}",
+    )
     master = [spark_class, MASTER_CLASS, "--host", HOST, "--port", str(port)]
     commands = [("master", [*master, "--webui-port", str(ui_port)])]
     for n in range(1, workers + 1):
@@ -140,24 +109,12 @@ def start_spark_cluster(
     env = daemon_environment(settings, scratch)
     try:
         for name, command in commands:
-            log = run_dir / f"{name}.log"
-            cluster.processes.append(start_detached(command, run_dir, log, env))
-            cluster.logs.append(log)
-        _wait_until_up(cluster, workers, timeout_s)
+            cluster.start(name, command, env)
+        cluster.wait_until(lambda: cluster.alive_workers() >= workers, timeout_s)
     except BaseException:
         cluster.stop()
         raise
     return cluster
-
-
-def _wait_until_up(cluster: SparkCluster, workers: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while cluster.alive_workers() < workers:
-        dead = [p.args for p in cluster.processes if p.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            what = f"{dead[0]!r:.120} exited" if dead else f"not up within {timeout_s:.0f} s"
-            raise RtrecError(f"Spark cluster: {what}:\n{cluster.log_tails()}")
-        time.sleep(1)
 
 
 @contextlib.contextmanager
@@ -178,12 +135,8 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True, help="logs and scratch space")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the cluster as on Ctrl-C
     with spark_cluster(load_settings(args.env, args.overrides), args.run_dir, args.workers) as c:
-        print(f"{c.master_url} (UI {c.ui_url}, logs in {c.run_dir}); Ctrl-C stops", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while all(p.poll() is None for p in c.processes):
-                time.sleep(1)
+        serve_until_interrupted(c, f"{c.master_url} (UI {c.ui_url}, logs in {c.run_dir})")
 
 
 if __name__ == "__main__":

@@ -116,19 +116,24 @@ def forget_file_ddl(table: str, path: Path) -> str:
     )
 
 
-def raw_file_ddl(table: str, path: Path, watermark_delay_ms: int = 5000) -> str:
+def raw_file_ddl(
+    table: str, path: Path, watermark_delay_ms: int = 5000, offset_is_event_ts: bool = False
+) -> str:
     """The columns of ``raw_events_ddl`` read from a file of payloads, one per line, for tests
     and benchmarks: as the producer does, the Kafka timestamp is the claimed event time (0 when
-    there is none), and every line is at partition 0, offset 0."""
+    there is none), and every line is at partition 0, offset 0 — or, with
+    ``offset_is_event_ts``, at the claimed event time as its offset, so offsets grow with each
+    user's events as they do in a partition (what a forget record's offsets cut)."""
     claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
     kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
+    offset = f"COALESCE({claimed}, 0)" if offset_is_event_ts else "0"
     return create_table_ddl(
         table,
         [
             "`payload` STRING",
             f"`kafka_ts` AS {kafka_ts}",
             "`kafka_partition` AS 0",
-            "`kafka_offset` AS CAST(0 AS BIGINT)",
+            f"`kafka_offset` AS CAST({offset} AS BIGINT)",
             "`proc_time` AS PROCTIME()",
             f"`{EVENT_TIME}` AS {kafka_ts}",
             f"WATERMARK FOR `{EVENT_TIME}` AS `{EVENT_TIME}` - {interval(watermark_delay_ms)}",

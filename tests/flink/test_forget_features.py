@@ -4,7 +4,6 @@ earlier event survives (those sent are retracted), and other users are untouched
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,33 +38,11 @@ def event(user: str, n: int) -> dict[str, Any]:
     }
 
 
-def raw_table_ddl(table: str, path: Path) -> str:
-    """``raw_file_ddl``'s columns, with the event time as the Kafka offset: offsets then grow
-    with each user's events, as they do in a partition, and a forget record can cut them."""
-    from rtrec.schema.flink import EVENT_TIME, create_table_ddl, interval
-
-    claimed = "TRY_CAST(JSON_VALUE(payload, '$.event_ts') AS BIGINT)"
-    kafka_ts = f"TO_TIMESTAMP_LTZ(COALESCE({claimed}, 0), 3)"
-    return create_table_ddl(
-        table,
-        [
-            "`payload` STRING",
-            f"`kafka_ts` AS {kafka_ts}",
-            "`kafka_partition` AS 0",
-            f"`kafka_offset` AS COALESCE({claimed}, CAST(0 AS BIGINT))",
-            "`proc_time` AS PROCTIME()",
-            f"`{EVENT_TIME}` AS {kafka_ts}",
-            f"WATERMARK FOR `{EVENT_TIME}` AS `{EVENT_TIME}` - {interval(5000)}",
-        ],
-        {"connector": "filesystem", "path": str(path), "format": "raw"},
-    )
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from rtrec.streaming.behaviour_features import build_behaviour_features_pipeline
     from rtrec.streaming.environment import create_table_env
-    from rtrec.streaming.kafka import forget_file_ddl
+    from rtrec.streaming.kafka import forget_file_ddl, raw_file_ddl
 
     base = tmp_path_factory.mktemp("forget-features")
     settings = load_settings("local", [f"flink.checkpoint_dir={base / 'checkpoints'}"])
@@ -75,7 +52,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (base / "forgets.json").write_text(json.dumps(forget) + "\n")
 
     t_env = create_table_env(settings, "rtrec-test-forget")
-    t_env.execute_sql(raw_table_ddl("raw_file", base / "events.txt"))
+    t_env.execute_sql(raw_file_ddl("raw_file", base / "events.txt", offset_is_event_ts=True))
     t_env.execute_sql(forget_file_ddl("forgets", base / "forgets.json"))
     tables = build_behaviour_features_pipeline(t_env, "raw_file", AB, forgets="forgets")
     out: dict[str, Any] = {}

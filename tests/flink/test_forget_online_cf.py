@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import cf_payload
 
 from rtrec.cf import CfEvent, CfParams, compute_reference
 from rtrec.config import load_settings
 from rtrec.privacy import ForgetUser
-from rtrec.schema import encode
 
 pytestmark = [pytest.mark.component, pytest.mark.flink]
 
@@ -30,19 +30,6 @@ def _events(seed: int, count: int) -> list[CfEvent]:
         item, kind = f"i{rng.randrange(12)}", rng.choice(kinds)
         events.append(CfEvent(f"e{n}", user, item, kind, START + n * 60_000))
     return events
-
-
-def _payload(event: CfEvent) -> bytes:
-    return encode(
-        {
-            "event_id": event.event_id,
-            "user_id": event.user_id,
-            "session_id": f"s-{event.user_id}",
-            "item_id": event.item_id,
-            "event_type": event.event_type,
-            "event_ts": event.event_ts,
-        }
-    )
 
 
 def test_a_forgotten_user_ends_with_no_scores_and_the_others_are_untouched(
@@ -62,7 +49,7 @@ def test_a_forgotten_user_ends_with_no_scores_and_the_others_are_untouched(
     reference = compute_reference(events, params)
     assert forgotten in reference.scores and len(reference.scores) == 8
 
-    lines = [_payload(e) for e in [*events, marker]]
+    lines = [cf_payload(e) for e in [*events, marker]]
     (tmp_path / "events.txt").write_bytes(b"\n".join(lines) + b"\n")
     _, t_env = create_stream_env(settings, "rtrec-test-forget-cf")
     t_env.execute_sql(raw_file_ddl("raw_file", tmp_path / "events.txt"))

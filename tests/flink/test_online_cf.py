@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import cf_payload
 
 from rtrec.cf import CfEvent, CfParams, compute_reference
 from rtrec.config import load_settings
-from rtrec.schema import encode
 
 pytestmark = [pytest.mark.component, pytest.mark.flink]
 
@@ -33,19 +33,6 @@ def _events(seed: int, count: int) -> list[CfEvent]:
     return events
 
 
-def _payload(event: CfEvent) -> bytes:
-    return encode(
-        {
-            "event_id": event.event_id,
-            "user_id": event.user_id,
-            "session_id": f"s-{event.user_id}",
-            "item_id": event.item_id,
-            "event_type": event.event_type,
-            "event_ts": event.event_ts,
-        }
-    )
-
-
 def test_job_output_equals_the_pure_core_at_quiescence(tmp_path: Path) -> None:
     from rtrec.streaming.kafka import raw_file_ddl
     from rtrec.streaming.online_cf import build_online_cf_pipeline, read_valid_events
@@ -59,7 +46,7 @@ def test_job_output_equals_the_pure_core_at_quiescence(tmp_path: Path) -> None:
     assert reference.capped == ()  # the caps are not reached, so equality is the contract
     assert len(reference.neighbours) > 20 and len(reference.scores) == 25
 
-    (tmp_path / "events.txt").write_bytes(b"\n".join(_payload(e) for e in events) + b"\n")
+    (tmp_path / "events.txt").write_bytes(b"\n".join(cf_payload(e) for e in events) + b"\n")
     _, t_env = create_stream_env(settings, "rtrec-test-online-cf")
     t_env.execute_sql(raw_file_ddl("raw_file", tmp_path / "events.txt"))
     streams = build_online_cf_pipeline(
@@ -99,7 +86,7 @@ def test_valid_events_carry_their_event_time(tmp_path: Path) -> None:
 
     settings = load_settings("local", [f"flink.checkpoint_dir={tmp_path / 'checkpoints'}"])
     events = _events(7, 40)
-    (tmp_path / "events.txt").write_bytes(b"\n".join(_payload(e) for e in events) + b"\n")
+    (tmp_path / "events.txt").write_bytes(b"\n".join(cf_payload(e) for e in events) + b"\n")
     _, t_env = create_stream_env(settings, "rtrec-test-event-time")
     t_env.execute_sql(raw_file_ddl("raw_file", tmp_path / "events.txt"))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ from rtrec.config import Settings, load_settings
 from rtrec.features.definitions import ENTITY_ID, FEATURE_GROUP, FEATURES, TOTALS_GROUP
 from rtrec.launch import RunningJob
 from rtrec.local import State, down, ensure_topics, status, up
+from rtrec.local.daemons import free_ports
 from rtrec.local.process import group_members, pid_alive
 from rtrec.local.spark_cluster import SparkCluster, start_spark_cluster
 from rtrec.producer import produce
@@ -52,20 +52,6 @@ class Stack:
         ensure_topics(settings)
         args = ["--env", "local", *self.set_args()]
         return settings, [*args, *(arg for topic in topics for arg in ("--set", topic))]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that are free right now."""
-    held = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            held.append(sock)
-        return [sock.getsockname()[1] for sock in held]
-    finally:
-        for sock in held:
-            sock.close()
 
 
 def stack_overrides(base: Path) -> list[str]:

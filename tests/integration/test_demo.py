@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,19 +41,33 @@ def processes_naming(path: Path) -> list[str]:
     return found
 
 
-def test_demo_runs_to_the_swap_and_stops_on_local_down(tmp_path: Path) -> None:
+@dataclass
+class Demo:
+    process: subprocess.Popen[bytes]
+    log: Path
+    overrides: list[str]  # a stack of its own: free ports, everything under tmp_path
+    sets: list[str]  # the same as --set arguments
+
+
+def start_demo(tmp_path: Path, *args: str) -> Demo:
     (api_port,) = free_ports(1)
     overrides = [*stack_overrides(tmp_path), f"serving.port={api_port}"]
     sets = [arg for item in overrides for arg in ("--set", item)]
     log = tmp_path / "demo.log"
     with log.open("w") as out:
-        demo = subprocess.Popen(
-            [str(RTREC), "demo", "--rate", "100", "--train-after", "30", "--epochs", "1", *sets],
+        process = subprocess.Popen(
+            [str(RTREC), "demo", "--rate", "100", *args, *sets],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    return Demo(process, log, overrides, sets)
+
+
+def test_demo_runs_to_the_swap_and_stops_on_local_down(tmp_path: Path) -> None:
+    started = start_demo(tmp_path, "--train-after", "30", "--epochs", "1")
+    demo, log, overrides, sets = started.process, started.log, started.overrides, started.sets
     try:
         deadline = time.monotonic() + TIMEOUT_S
         swap = None
@@ -93,19 +108,9 @@ def test_demo_runs_to_the_swap_and_stops_on_local_down(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_the_demo_its_jobs_and_the_services(tmp_path: Path) -> None:
-    (api_port,) = free_ports(1)
-    overrides = [*stack_overrides(tmp_path), f"serving.port={api_port}"]
-    sets = [arg for item in overrides for arg in ("--set", item)]
-    log = tmp_path / "demo.log"
-    with log.open("w") as out:
-        # No lake pass within the test: only the streaming side runs.
-        demo = subprocess.Popen(
-            [str(RTREC), "demo", "--rate", "100", "--train-after", "3600", *sets],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # No lake pass within the test: only the streaming side runs.
+    started = start_demo(tmp_path, "--train-after", "3600")
+    demo, log, overrides, sets = started.process, started.log, started.overrides, started.sets
     counted = re.compile(r"counted by Flink\s+[1-9]")
     try:
         deadline = time.monotonic() + 300
