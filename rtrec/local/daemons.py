@@ -28,10 +28,24 @@ class Daemons:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
 
-    def start(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> None:
-        log = self.run_dir / f"{name}.log"
-        self.processes.append(start_detached(command, self.run_dir, log, env))
-        self.logs.append(log)
+    def boot(
+        self,
+        commands: Sequence[tuple[str, Sequence[str]]],
+        env: Mapping[str, str],
+        ready: Callable[[], bool],
+        timeout_s: float,
+    ) -> None:
+        """Start each named command in order (its log: ``<run_dir>/<name>.log``), then wait
+        until ``ready``; on any failure stop what started and raise."""
+        try:
+            for name, command in commands:
+                log = self.run_dir / f"{name}.log"
+                self.processes.append(start_detached(command, self.run_dir, log, env))
+                self.logs.append(log)
+            self.wait_until(ready, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.processes)
@@ -74,10 +88,17 @@ def free_ports(count: int) -> list[int]:
 
 
 def serve_until_interrupted(daemons: Daemons, banner: str) -> None:
-    """For ``python -m rtrec.local.<engine>_cluster``: print ``banner`` and keep the cluster up
-    until Ctrl-C, SIGTERM or a daemon's exit (the caller's ``with`` block then stops it)."""
+    """For ``python -m rtrec.local.<engine>_cluster``: print ``banner``, keep the cluster up
+    until Ctrl-C, SIGTERM or a daemon's exit, then stop it."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the cluster as on Ctrl-C
     print(f"{banner}; Ctrl-C stops", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        while daemons.alive():
-            time.sleep(1)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            while daemons.alive():
+                time.sleep(1)
+    finally:
+        # A second Ctrl-C (or a SIGTERM after it) must not cut the stop short: that would
+        # leave daemons running with nobody to stop them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        daemons.stop()

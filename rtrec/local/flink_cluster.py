@@ -15,12 +15,10 @@ prints the JobManager's REST address and keeps the cluster up until Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,24 +164,12 @@ def start_flink_cluster(
         "Flink cluster", run_dir, rest_address=f"{HOST}:{rest_port}", conf_dir=conf_dir
     )
     env = daemon_environment(settings, conf_dir, write_lib_dir(home, run_dir), run_dir / "log")
-    try:
-        for name in ("jobmanager", "taskmanager"):
-            cluster.start(name, [str(home / "bin" / f"{name}.sh"), "start-foreground"], env)
-        cluster.wait_until(lambda: cluster.taskmanagers() >= 1, timeout_s)
-    except BaseException:
-        cluster.stop()
-        raise
+    commands = [
+        (name, [str(home / "bin" / f"{name}.sh"), "start-foreground"])
+        for name in ("jobmanager", "taskmanager")
+    ]
+    cluster.boot(commands, env, lambda: cluster.taskmanagers() >= 1, timeout_s)
     return cluster
-
-
-@contextlib.contextmanager
-def flink_cluster(settings: Settings, run_dir: Path, slots: int = 2) -> Iterator[FlinkCluster]:
-    """``start_flink_cluster`` for the duration of a ``with`` block."""
-    cluster = start_flink_cluster(settings, run_dir, slots)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def main() -> None:
@@ -195,8 +181,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=2)
     args = parser.parse_args()
     settings = load_settings(args.env, args.overrides)
-    with flink_cluster(settings, args.run_dir.resolve(), args.slots) as c:
-        serve_until_interrupted(c, f"{c.rest_address} ({c.rest_url}, logs in {c.run_dir})")
+    c = start_flink_cluster(settings, args.run_dir.resolve(), args.slots)
+    serve_until_interrupted(c, f"{c.rest_address} ({c.rest_url}, logs in {c.run_dir})")
 
 
 if __name__ == "__main__":

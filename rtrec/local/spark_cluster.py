@@ -15,11 +15,9 @@ prints the master URL and keeps the cluster up until Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,24 +105,8 @@ def start_spark_cluster(
     scratch = run_dir / "scratch"
     scratch.mkdir(exist_ok=True)
     env = daemon_environment(settings, scratch)
-    try:
-        for name, command in commands:
-            cluster.start(name, command, env)
-        cluster.wait_until(lambda: cluster.alive_workers() >= workers, timeout_s)
-    except BaseException:
-        cluster.stop()
-        raise
+    cluster.boot(commands, env, lambda: cluster.alive_workers() >= workers, timeout_s)
     return cluster
-
-
-@contextlib.contextmanager
-def spark_cluster(settings: Settings, run_dir: Path, workers: int = 2) -> Iterator[SparkCluster]:
-    """``start_spark_cluster`` for the duration of a ``with`` block."""
-    cluster = start_spark_cluster(settings, run_dir, workers)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def main() -> None:
@@ -135,8 +117,8 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True, help="logs and scratch space")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    with spark_cluster(load_settings(args.env, args.overrides), args.run_dir, args.workers) as c:
-        serve_until_interrupted(c, f"{c.master_url} (UI {c.ui_url}, logs in {c.run_dir})")
+    c = start_spark_cluster(load_settings(args.env, args.overrides), args.run_dir, args.workers)
+    serve_until_interrupted(c, f"{c.master_url} (UI {c.ui_url}, logs in {c.run_dir})")
 
 
 if __name__ == "__main__":
