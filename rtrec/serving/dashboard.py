@@ -61,6 +61,7 @@ MODELS_TTL_S = 5.0
 RATE_WINDOW_S = 10.0  # the event rate is averaged over about this much wall time
 LISTS_PER_PARTITION = 100  # freshness is measured on the latest lists of each partition
 KAFKA_TIMEOUT_S = 5.0
+COUNT_BUDGET_S = 0.5  # reading time per refresh for the record counts; the rest waits a refresh
 COMPUTED_AT = "computed_at"  # the scoring job's wall-clock stamp on a list (streaming.scoring)
 PURCHASES = "purchases"
 STATIC = {  # file -> media type; only these are served
@@ -86,8 +87,8 @@ def job_groups(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 def topic_total(ends: Offsets, topic: str) -> int:
-    """The sum of a topic's end offsets: every record ever written to it (plus transaction
-    markers, for topics written in transactions)."""
+    """The sum of a topic's end offsets: every record ever written to it, for a topic written
+    without transactions (the events topic)."""
     return sum(offset for (name, _), offset in ends.items() if name == topic)
 
 
@@ -198,6 +199,7 @@ class Snapshot:
     ends: Offsets
     committed: dict[str, Offsets]  # group -> its committed offsets
     lists: list[dict[str, Any]] = field(default_factory=list)  # latest recommendation records
+    counts: dict[str, int] = field(default_factory=dict)  # topic -> committed records read
 
 
 class KafkaWatch:
@@ -217,6 +219,8 @@ class KafkaWatch:
         self._consumer: Any = None
         self._group_consumers: dict[str, Any] = {}
         self._partitions: dict[str, list[int]] = {}
+        self._counter: Any = None
+        self._counted: dict[TopicPartition, int] = {}
 
     def _reader(self, group: str, eof: bool = False) -> Any:
         from confluent_kafka import Consumer
@@ -300,11 +304,44 @@ class KafkaWatch:
                 for group, group_topics in groups.values()
             }
             lists = self.latest_lists(ends)
+            counts = self.count_records((topics.dlq, topics.late_events), ends)
         except KafkaException as exc:
             raise RtrecError(
                 f"kafka at {self.settings.kafka.bootstrap_servers}: {exc.args[0]}"
             ) from None
-        return Snapshot(time.monotonic(), ends, committed, lists)
+        return Snapshot(time.monotonic(), ends, committed, lists, counts)
+
+    def count_records(self, topics: Sequence[str], ends: Offsets) -> dict[str, int]:
+        """The committed records on ``topics``, counted by reading them: the Flink jobs write
+        the dead letters and late events in transactions, and each commit adds a marker that
+        end offsets count too. Incremental: a refresh reads what arrived since the last one,
+        for at most ``COUNT_BUDGET_S`` (a first read of a long history spans refreshes)."""
+        from confluent_kafka import OFFSET_BEGINNING
+        from confluent_kafka import TopicPartition as Partition
+
+        if self._counter is None:
+            self._counter = self._reader(f"{self.settings.flink.consumer_group}-dashboard-count")
+        wanted = {tp: end for tp, end in ends.items() if tp[0] in topics}
+        new = [tp for tp in wanted if tp not in self._counted]
+        if new:
+            self._counter.incremental_assign([Partition(t, p, OFFSET_BEGINNING) for t, p in new])
+            self._counted.update(dict.fromkeys(new, 0))
+
+        def behind() -> bool:
+            positions = self._counter.position([Partition(t, p) for t, p in wanted])
+            # The position passes the commit markers too, so it reaches the end offset.
+            return any(tp.offset < wanted[(tp.topic, tp.partition)] for tp in positions)
+
+        deadline = time.monotonic() + COUNT_BUDGET_S
+        while time.monotonic() < deadline and behind():
+            for message in self._counter.consume(1000, timeout=0.1):
+                tp = (message.topic(), message.partition())
+                if message.error() is None and tp in self._counted:
+                    self._counted[tp] += 1
+        totals = dict.fromkeys(topics, 0)
+        for (topic, _), count in self._counted.items():
+            totals[topic] += count
+        return totals
 
     def latest_lists(self, ends: Offsets) -> list[dict[str, Any]]:
         """The last ``LISTS_PER_PARTITION`` recommendation records of each partition: bounded
@@ -344,7 +381,7 @@ class KafkaWatch:
         return records
 
     def close(self) -> None:
-        for consumer in [self._consumer, *self._group_consumers.values()]:
+        for consumer in [self._consumer, self._counter, *self._group_consumers.values()]:
             if consumer is not None:
                 consumer.close()
 
@@ -397,8 +434,8 @@ class Dashboard:
         return {
             "events": events,
             "events_per_s": rate(self.samples),
-            "dead_letters": topic_total(snap.ends, topics.dlq),
-            "late_events": topic_total(snap.ends, topics.late_events),
+            "dead_letters": snap.counts.get(topics.dlq, 0),
+            "late_events": snap.counts.get(topics.late_events, 0),
             "lag": lags,
             "freshness": freshness(snap.lists, int(time.time() * 1000)),
             "topics": {"events": topics.events, "dlq": topics.dlq},
