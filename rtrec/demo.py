@@ -195,7 +195,8 @@ def _produce(settings: Settings, rate: int, observed: Observed, stop: threading.
     starts now, each event sent when the wall clock reaches its event time, so the watermark
     follows the clock and nothing arrives late."""
     from rtrec.producer import produce
-    from rtrec.sources import Record, paced
+    from rtrec.schema.events import EVENT_TS
+    from rtrec.sources import Record
     from rtrec.sources.simulator import Simulator
 
     now = settings.simulator.model_copy(update={"start_ts_ms": int(time.time() * 1000)})
@@ -204,16 +205,21 @@ def _produce(settings: Settings, rate: int, observed: Observed, stop: threading.
         now, events=events, duplicates=events // 100, malformed=events // 100, days=1.0
     )
 
-    def until_stopped(records: Iterator[Record]) -> Iterator[Record]:
+    def on_the_clock(records: Iterator[Record]) -> Iterator[Record]:
+        # Each event waits for the wall clock to reach its event time: pacing from the first
+        # event (``rtrec.sources.paced``) would send everything early by however long after
+        # the simulated day's start the first session began, and event -> list would go
+        # negative. Re-sends and malformed records pass at once.
         for record in records:
+            if isinstance(record, dict):
+                while not stop.is_set() and (due := record[EVENT_TS] / 1000 - time.time()) > 0:
+                    stop.wait(min(due, 0.5))
             if stop.is_set():
                 return
             observed.produced += 1
             yield record
 
-    produce(
-        settings, until_stopped(paced(simulator.stream(), 1.0)), source="demo", out=io.StringIO()
-    )
+    produce(settings, on_the_clock(simulator.stream()), source="demo", out=io.StringIO())
 
 
 def _lake_pass(
