@@ -101,12 +101,14 @@ def produce(
     try:
         topics = producer.list_topics(timeout=METADATA_TIMEOUT_S).topics
     except KafkaException as exc:
+        producer.close()
         raise RtrecError(
             f"cannot reach Kafka at {kafka.bootstrap_servers} ({exc.args[0].str()}); "
             "is it running (rtrec local up)?"
         ) from None
     missing = [t for t in (kafka.topics.events, kafka.topics.dlq) if t not in topics]
     if missing:
+        producer.close()
         raise RtrecError(
             f"topic {', '.join(missing)} does not exist at {kafka.bootstrap_servers}; "
             "create the topics first (rtrec local up)"
@@ -152,6 +154,9 @@ def produce(
     finally:
         # Deliver what was queued even when the source failed part-way, and say how far it got.
         undelivered = producer.flush(flush_timeout_s)
+        # Closed, not left to the garbage collector: a producer still referenced (a traceback,
+        # a caller's frame) would keep reconnecting, and logging, after Kafka has gone.
+        producer.close()
         summary.elapsed_s = time.monotonic() - started
         progress.finish(summary)
     if undelivered or failed:

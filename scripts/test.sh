@@ -15,6 +15,12 @@ tier() {  # name command...
   timings+=("$(printf '%-22s %4ds' "$name" $((SECONDS - t0)))")
 }
 
+# Free space where the jobs write scratch files: a full disk fails jobs in ways that look like
+# anything else (a CI run once failed on a Flink blob upload's "Broken pipe").
+space() { df -h --output=avail,target "${TMPDIR:-/tmp}" | tail -1; }
+printf 'free space at start: %s\n' "$(space)"
+trap 'printf "free space at exit: %s\n" "$(space)"' EXIT
+
 tier "lint (ruff)" bash -c "$app/ruff check . && $app/ruff format --check ."
 tier "types (mypy)" "$app/mypy"
 tier "unit" "$app/pytest" -m unit tests/unit

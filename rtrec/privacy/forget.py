@@ -118,6 +118,7 @@ def publish_forget(settings: Settings, pseudonym: str, requested_at: int) -> For
         on_delivery=lambda error, message: landed.append((error, message)),
     )
     producer.flush(30.0)
+    producer.close()
     if not landed or landed[0][0] is not None:
         detail = landed[0][0].str() if landed else "not acknowledged within 30 s"
         raise RtrecError(f"the forget record was not delivered to {kafka.topics.forget}: {detail}")

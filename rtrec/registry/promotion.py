@@ -116,7 +116,9 @@ def publish(settings: Settings, version: str) -> dict[str, object]:
         value=json.dumps(record).encode(),
         on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
     )
-    if producer.flush(30) or errors:
+    undelivered = producer.flush(30)
+    producer.close()
+    if undelivered or errors:
         raise RtrecError(
             f"could not publish to {settings.kafka.topics.model_control}: {errors or 'timeout'}"
         )

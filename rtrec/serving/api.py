@@ -141,6 +141,12 @@ class EventSink:
     def flush(self, timeout_s: float = 10.0) -> int:
         return int(self.producer.flush(timeout_s))
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued, then stop the client's threads: left to the garbage
+        collector, a producer an app still references keeps reconnecting after Kafka stops."""
+        self.flush(timeout_s)
+        self.producer.close()
+
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
             self.failed += 1
@@ -209,7 +215,7 @@ def create_app(settings: Settings, redis: Any = None, events: EventSink | None =
         if events is None:
             events = EventSink(settings)
         yield
-        events.flush()
+        events.close()
         dashboard.close()
         await redis.aclose()
 

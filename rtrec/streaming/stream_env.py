@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rtrec.config import Settings
-from rtrec.streaming.environment import flink_options, use_python_worker_processes
+from rtrec.streaming.environment import flink_options, prepare_process
 
 
 def create_stream_env(
@@ -21,7 +21,7 @@ def create_stream_env(
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
-    use_python_worker_processes()
+    prepare_process()
     config = Configuration()
     for key, value in {**(extra or {}), **flink_options(settings, job_name)}.items():
         config.set_string(key, value)

@@ -132,6 +132,7 @@ def send_raw(settings: Settings, topic: str, records: list[tuple[str, Any]]) -> 
     for key, value in records:
         producer.produce(topic, json.dumps(value).encode(), key.encode())
     assert producer.flush(30) == 0
+    producer.close()
 
 
 def test_dashboard_follows_the_stream_in_a_browser(

@@ -62,6 +62,7 @@ def test_a_message_goes_through_kafka(stack: Stack) -> None:
     producer = Producer({"bootstrap.servers": servers})
     producer.produce(topic, key=key, value=b"probe")
     assert producer.flush(10) == 0
+    producer.close()
 
     consumer = Consumer(
         {

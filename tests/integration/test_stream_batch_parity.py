@@ -6,7 +6,9 @@ items, categories and category affinity, equal the batch result exactly."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from rtrec.features.definitions import (
 from rtrec.launch import flink_job_command, run_to_completion, spark_job_command, start_job
 from rtrec.producer import produce
 from rtrec.sources.simulator import Simulator
+from rtrec.streaming.scratch import PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -121,8 +124,12 @@ def test_stream_and_batch_compute_the_same_features(
                 break
             time.sleep(3)
         time.sleep(4 * settings.flink.checkpoint_interval_ms / 1000)  # last windows commit
+        # The mini-cluster works in the job process's scratch directory, not loose in /tmp...
+        (scratch,) = Path(tempfile.gettempdir()).glob(f"{PREFIX}{job.process.pid}-*")
+        assert list(scratch.glob("minicluster_*/tm_*"))
     finally:
         job.stop()
+    assert not scratch.exists()  # ...which the job removed when it was stopped (SIGTERM)
 
     ledger = list(consume_all(bootstrap, topics.late_events))
     assert len(ledger) >= len(late)  # the planted ones at least; re-sends may be late too

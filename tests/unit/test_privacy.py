@@ -154,8 +154,8 @@ class FakeSink:
     def send(self, events: list[dict[str, Any]]) -> None:
         self.sent.extend(events)
 
-    def flush(self, timeout_s: float = 10.0) -> int:
-        return 0
+    def close(self, timeout_s: float = 10.0) -> None:
+        return None
 
 
 def test_the_api_stores_and_reads_under_the_pseudonym(monkeypatch: pytest.MonkeyPatch) -> None:
