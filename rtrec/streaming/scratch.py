@@ -15,13 +15,14 @@ import atexit
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 PREFIX = "rtrec-flink-"
+CHILD_EXIT_WAIT_S = 10.0
 _lock = threading.Lock()
 _created: Path | None = None
 
@@ -36,7 +37,7 @@ def scratch_dir(root: Path | None = None) -> Path:
             sweep(base)
             _created = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))
             atexit.register(shutil.rmtree, _created, ignore_errors=True)
-            _exit_on_sigterm()
+            _remove_on_sigterm(_created)
         return _created
 
 
@@ -61,17 +62,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _exit_on_sigterm() -> None:
-    """SIGTERM (how the launcher, a shell or Kubernetes stops a job) exits through Python's
-    shutdown, which runs the removal above; by default it ends the process on the spot. A
-    handler someone else installed is left alone, and so is a process that is not the main
-    thread's to configure."""
+def _remove_on_sigterm(scratch: Path) -> None:
+    """On SIGTERM (how the launcher, a shell or Kubernetes stops a job) the process still ends
+    at once, as by default, but removes its scratch first. It does not exit through Python's
+    shutdown: PyFlink's exit handlers would call into the JVM, which is stopping too, and fill
+    the job's log with tracebacks. The JVM, in the same process group, got the signal as well;
+    it is given a few seconds to finish writing before the removal. A handler someone else
+    installed is left alone, and so is a process whose main thread is not this one."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
 
     def leave(signum: int, _frame: Any) -> None:
-        sys.exit(128 + signum)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _reap_children(CHILD_EXIT_WAIT_S)
+        shutil.rmtree(scratch, ignore_errors=True)
+        os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, leave)
+
+
+def _reap_children(timeout_s: float) -> None:
+    """Wait until this process has no child left, or ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left
+            return
+        if pid == 0:
+            time.sleep(0.05)

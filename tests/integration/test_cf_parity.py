@@ -7,6 +7,7 @@ similarities, so this also holds the job exactly-once."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from rtrec.streaming.environment import latest_checkpoint
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 240
+SETTLE_S = 5
 DAY_MS = 86_400_000
 REL = 1e-9
 MARKER = "marker"
@@ -197,18 +199,22 @@ def test_the_restored_stream_equals_the_batch_twin(
         # Everything is in Kafka: the batch side runs while the stream finishes.
         batch = spark.submit(run_batch_twin, settings, args, logs)
         wait_for(lambda: f"{MARKER}-u2" in scores(), "the marker's score", job, TIMEOUT_S)
-        # Quiescent: two reads with two completed checkpoints (and their commits) between them
-        # agree. Counted in checkpoints, not seconds: a loaded machine checkpoints slowly.
-        reads: list[tuple[int, Lists, Lists]] = []
+        # Quiescent: two reads agree, with two completed checkpoints (and their commits) and
+        # SETTLE_S between them, and the later one finds no output in flight. Checkpoints alone
+        # are not enough: after a slow one, a backlog of them can complete within a second (a
+        # CI run went from 12 to 41 in 9 s). Nor are equal reads: in that run the job, still
+        # busy, had no commit change the lists between them, and 700 records were in flight.
+        reads: list[tuple[int, float, Lists, Lists]] = []
 
         def settled() -> bool:
             latest = latest_checkpoint(checkpoints)
             number = int(latest.name.removeprefix("chk-")) if latest else 0
-            if reads and number < reads[-1][0] + 2:
+            if reads and (number < reads[-1][0] + 2 or time.monotonic() < reads[-1][1] + SETTLE_S):
                 return False
-            reads.append((number, neighbours(), scores()))
-            print(f"checkpoint {number}: unstable offsets {open_transactions(settings, outputs)}")
-            return len(reads) > 1 and reads[-1][1:] == reads[-2][1:]
+            reads.append((number, time.monotonic(), neighbours(), scores()))
+            unstable = open_transactions(settings, outputs)
+            print(f"checkpoint {number}: unstable offsets {unstable}")
+            return len(reads) > 1 and reads[-1][2:] == reads[-2][2:] and not any(unstable.values())
 
         wait_for(settled, "the committed lists to settle", job, TIMEOUT_S)
     finally:
@@ -216,7 +222,7 @@ def test_the_restored_stream_equals_the_batch_twin(
         spark.shutdown()
     batch.result()
 
-    streamed_neighbours, streamed_scores = (without_markers(lists) for lists in reads[-1][1:])
+    streamed_neighbours, streamed_scores = (without_markers(lists) for lists in reads[-1][2:])
     assert len(streamed_neighbours) > 200 and len(streamed_scores) > 100
     # The restored job took over: what was committed before the crash was not the end.
     assert before_crash[-1] != streamed_neighbours
