@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from rtrec.registry.mlflow_registry import load_pyfunc
+
 M = TypeVar("M")
 AliasReader = Callable[[Iterable[str]], dict[str, str]]  # aliases -> {alias: version}
 LOG = logging.getLogger(__name__)
@@ -180,7 +182,7 @@ def registry_loader(tracking_uri: str, model_name: str) -> Callable[[str], Any]:
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri)
-        return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model()
+        return load_pyfunc(f"models:/{model_name}/{version}").unwrap_python_model()
 
     return load
 

@@ -4,6 +4,7 @@ the supported path). Consumers load ``models:/<name>@<alias>``."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,4 +87,15 @@ def load_by_alias(settings: Settings, alias: str) -> Any:
     import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    return mlflow.pyfunc.load_model(f"models:/{settings.mlflow.model_name}@{alias}")
+    return load_pyfunc(f"models:/{settings.mlflow.model_name}@{alias}")
+
+
+def load_pyfunc(uri: str) -> Any:
+    """``mlflow.pyfunc.load_model(uri)``, downloading into a directory removed once the model is
+    loaded (rtrec's models read their artifacts in ``load_context``). MLflow's default is a new
+    temp directory per call that nothing removes: a scoring job kept a copy of every version
+    it swapped to, and a CI run left 16."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="rtrec-model-") as download:
+        return mlflow.pyfunc.load_model(uri, dst_path=download)

@@ -26,7 +26,13 @@ from rtrec.config import Settings
 from rtrec.errors import RtrecError
 from rtrec.models.vocabulary import FIRST_ITEM
 from rtrec.registry.gate import GateDecision, Scored, gate
-from rtrec.registry.mlflow_registry import CHALLENGER, CHAMPION, GIT_COMMIT_TAG, git_commit
+from rtrec.registry.mlflow_registry import (
+    CHALLENGER,
+    CHAMPION,
+    GIT_COMMIT_TAG,
+    git_commit,
+    load_pyfunc,
+)
 from rtrec.schema.events import CATEGORY_ID, ITEM_ID, PRICE, USER_ID
 from rtrec.training.data import Split, Step, item_side_features, split_at_share, time_split
 from rtrec.training.loop import TrainConfig, TrainResult, train_sasrec
@@ -168,12 +174,11 @@ def run_train_job(settings: Settings) -> TrainRun:
 
 def _champion_on_split(settings: Settings, split: Split, split_id: str) -> Scored | None:
     """The champion's metrics on this run's split (None: no champion yet)."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     uri = f"models:/{settings.mlflow.model_name}@{CHAMPION}"
     try:
-        champion = mlflow.pyfunc.load_model(uri)
+        champion = load_pyfunc(uri)
     except MlflowException:
         return None
     python_model = champion.unwrap_python_model()

@@ -4,8 +4,10 @@ Spark (Delta bronze), plus an MLflow alias round trip. Issue #2's acceptance tes
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -148,9 +150,17 @@ def test_mlflow_register_alias_and_load_by_alias(produced: Produced) -> None:
 
     set_alias(settings, CHALLENGER, first.version)
     assert alias_version(settings, CHALLENGER) == first.version
+    downloads = downloaded_models()
     top = load_by_alias(settings, CHALLENGER).predict(pd.DataFrame({K: [3]}))
     assert top[ITEMS].tolist() == [",".join(ranking[:3])]
 
     set_alias(settings, CHALLENGER, second.version)  # the alias moves; the name stays
     top = load_by_alias(settings, CHALLENGER).predict(pd.DataFrame({K: [3]}))
     assert top[ITEMS].tolist() == [",".join(ranking[::-1][:3])]
+    # The loaded models predict from memory; their downloads are gone.
+    assert downloaded_models() == downloads
+
+
+def downloaded_models() -> set[Path]:
+    """Model directories (an ``MLmodel`` file) directly under the system temp directory."""
+    return {found.parent for found in Path(tempfile.gettempdir()).glob("*/MLmodel")}
