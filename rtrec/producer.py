@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rtrec.config import Settings
+from rtrec.config.settings import KafkaSettings
 from rtrec.errors import RtrecError
 from rtrec.privacy import Pseudonymise, pseudonymise_event, pseudonymise_payload, pseudonymiser
 from rtrec.schema import encode
@@ -80,7 +81,7 @@ def produce(
     RtrecError if Kafka is unreachable, a topic is missing, or any message was not delivered.
     """
     try:
-        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka import Producer
     except ImportError:
         raise RtrecError("confluent-kafka is not installed: pip install 'rtrec[kafka]'") from None
 
@@ -99,21 +100,44 @@ def produce(
         }
     )
     try:
+        _require_topics(producer, kafka)
+        return _send_all(producer, settings, records, hide, source, out, flush_timeout_s)
+    finally:
+        # Closed, not left to the garbage collector: a producer still referenced (a traceback,
+        # a caller's frame) would keep reconnecting, and logging, after Kafka has gone.
+        producer.close()
+
+
+def _require_topics(producer: Any, kafka: KafkaSettings) -> None:
+    """Raise RtrecError unless Kafka answers and has the events and dead-letter topics."""
+    from confluent_kafka import KafkaException
+
+    try:
         topics = producer.list_topics(timeout=METADATA_TIMEOUT_S).topics
     except KafkaException as exc:
-        producer.close()
         raise RtrecError(
             f"cannot reach Kafka at {kafka.bootstrap_servers} ({exc.args[0].str()}); "
             "is it running (rtrec local up)?"
         ) from None
     missing = [t for t in (kafka.topics.events, kafka.topics.dlq) if t not in topics]
     if missing:
-        producer.close()
         raise RtrecError(
             f"topic {', '.join(missing)} does not exist at {kafka.bootstrap_servers}; "
             "create the topics first (rtrec local up)"
         )
 
+
+def _send_all(
+    producer: Any,
+    settings: Settings,
+    records: Iterable[Record],
+    hide: Pseudonymise,
+    source: str,
+    out: TextIO | None,
+    flush_timeout_s: float,
+) -> ProduceSummary:
+    """``produce`` once Kafka is known to be there."""
+    kafka = settings.kafka
     failed, first_failure = 0, ""
 
     def delivered(error: Any, _message: Any) -> None:
@@ -154,9 +178,6 @@ def produce(
     finally:
         # Deliver what was queued even when the source failed part-way, and say how far it got.
         undelivered = producer.flush(flush_timeout_s)
-        # Closed, not left to the garbage collector: a producer still referenced (a traceback,
-        # a caller's frame) would keep reconnecting, and logging, after Kafka has gone.
-        producer.close()
         summary.elapsed_s = time.monotonic() - started
         progress.finish(summary)
     if undelivered or failed:

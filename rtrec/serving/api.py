@@ -138,13 +138,10 @@ class EventSink:
             )
         self.producer.poll(0)
 
-    def flush(self, timeout_s: float = 10.0) -> int:
-        return int(self.producer.flush(timeout_s))
-
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued, then stop the client's threads: left to the garbage
         collector, a producer an app still references keeps reconnecting after Kafka stops."""
-        self.flush(timeout_s)
+        self.producer.flush(timeout_s)
         self.producer.close()
 
     def _delivered(self, error: Any, _message: Any) -> None:

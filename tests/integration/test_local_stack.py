@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def test_a_message_goes_through_kafka(stack: Stack) -> None:
         pytest.fail("the produced message was not consumed within 30 s")
     finally:
         consumer.close()
+
+
+def test_produce_names_a_missing_topic_and_an_unreachable_broker(stack: Stack) -> None:
+    from rtrec.local.daemons import free_ports
+    from rtrec.producer import produce
+
+    missing = load_settings("local", [*stack.overrides, "kafka.topics.events=no-such-topic"])
+    with pytest.raises(RtrecError, match="topic no-such-topic does not exist"):
+        produce(missing, [])
+    (closed,) = free_ports(1)
+    address = f"127.0.0.1:{closed}"
+    away = load_settings("local", [*stack.overrides, f"kafka.bootstrap_servers={address}"])
+    with pytest.raises(RtrecError, match=re.escape(f"cannot reach Kafka at {address}")):
+        produce(away, [])
 
 
 def test_redis_stores_and_returns_a_value(redis_client: Any) -> None:
